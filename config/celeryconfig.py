@@ -1,0 +1,45 @@
+"""The Celery settings that follow from farpool's settings (DESIGN §2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration mapping for these settings."""
+    transport_options = {
+        # A chunk whose worker vanished without acking goes back on the queue after this
+        # many seconds; it must exceed the longest chunk, or a chunk runs twice.
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.backend_url,
+        "include": ["tasks.chunks", "tasks.examples", *settings.include],
+        # The mission: one prefork process per core, on every host.
+        "worker_pool": "prefork",
+        "worker_concurrency": settings.concurrency,
+        # JSON only: a pickle payload from the broker or the backend is never loaded.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        # Ack after the chunk ran, and requeue it if its process died: a killed child loses nothing.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # With acks_late, a lost connection would otherwise let a chunk run twice at once.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Chunks are already batches: reserving more than one per process starves other workers.
+        "worker_prefetch_multiplier": settings.prefetch_multiplier,
+        # Events on, so Flower sees every worker and every chunk from the moment it is sent.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # Results of an abandoned map_async are removed by Redis itself after this long.
+        "result_expires": settings.result_expires,
+        "broker_transport_options": transport_options,
+        "result_backend_transport_options": transport_options,
+        "task_default_queue": settings.queue,
+        "broker_connection_retry_on_startup": True,
+    }

@@ -1,0 +1,127 @@
+"""Typed farpool settings, read from FARPOOL_* environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BROKER_SCHEMES = ("redis", "rediss", "sentinel")
+ENV_PREFIX = "FARPOOL_"
+
+
+class SettingsError(ValueError):
+    """A FARPOOL_* variable has a value farpool cannot use; the message names it."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print or log."""
+    return ";".join(_mask_one(part) for part in url.split(";"))
+
+
+def _mask_one(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_redis_url(url: str, what: str) -> str:
+    for part in url.split(";"):
+        scheme = urlsplit(part).scheme
+        if scheme not in BROKER_SCHEMES:
+            accepted = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+            raise ValueError(
+                f"unsupported scheme {scheme + '://' if scheme else '(none)'} in "
+                f"{mask_url(part)!r}: {what} must be one of {accepted}"
+            )
+    return url
+
+
+class Settings(BaseSettings):
+    """Everything configurable in farpool; field `x` is the variable FARPOOL_X."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
+    )
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    embedded_broker: Literal["auto", "never"] = "auto"
+    include: Annotated[tuple[str, ...], NoDecode] = ()
+    queue: str = Field(default="farpool", min_length=1)
+    visibility_timeout: int = Field(default=3600, ge=1)
+    result_expires: int = Field(default=86400, ge=1)
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    data_dir: str = ".farpool"
+    flower_address: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: str | None = None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, url: str) -> str:
+        return _check_redis_url(url, "the broker URL")
+
+    @field_validator("result_backend")
+    @classmethod
+    def _backend_scheme(cls, url: str | None) -> str | None:
+        return None if not url else _check_redis_url(url, "the result backend URL")
+
+    @field_validator("include", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @model_validator(mode="after")
+    def _derive_backend(self) -> Settings:
+        if self.result_backend is None:
+            object.__setattr__(self, "result_backend", default_backend_for(self.broker_url))
+        return self
+
+    @property
+    def backend_url(self) -> str:
+        assert self.result_backend is not None
+        return self.result_backend
+
+
+def default_backend_for(broker_url: str) -> str:
+    """The broker's own server, database 1 (sentinel URLs keep their database)."""
+    if broker_url.startswith("sentinel://"):
+        return broker_url
+    return urlunsplit(urlsplit(broker_url)._replace(path="/1"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; a bad value is a one-line SettingsError naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raw = os.environ.get(ENV_PREFIX + field.upper())
+        shown = f" (got {mask_url(raw)!r})" if raw is not None and "URL" not in message else ""
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}{shown}") from None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FARPOOL_* variables that reproduce `settings` in a child process (a worker)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        env[ENV_PREFIX + name.upper()] = str(value)
+    return env

@@ -1,0 +1,19 @@
+"""farpool's producer: multiprocessing.Pool's API, run on Celery workers."""
+
+from producer.attach import result
+from producer.errors import BrokerUnavailable, FarpoolError, NoWorkersError, TimeoutError
+from producer.pool import Pool
+from producer.process import Process
+from producer.results import AsyncResult, MapResult
+
+__all__ = [
+    "AsyncResult",
+    "BrokerUnavailable",
+    "FarpoolError",
+    "MapResult",
+    "NoWorkersError",
+    "Pool",
+    "Process",
+    "TimeoutError",
+    "result",
+]

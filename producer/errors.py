@@ -1,0 +1,21 @@
+"""The exceptions farpool raises in the producer."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+
+class TimeoutError(multiprocessing.TimeoutError, TimeoutError):  # noqa: A001
+    """get(timeout) ran out; both the builtin and multiprocessing's TimeoutError catch it."""
+
+
+class FarpoolError(RuntimeError):
+    """A problem with the cluster rather than with a task: the message says what to do."""
+
+
+class BrokerUnavailable(FarpoolError):
+    """The broker URL does not answer."""
+
+
+class NoWorkersError(FarpoolError):
+    """No worker consumes farpool's queue."""

@@ -1,0 +1,128 @@
+"""One pub/sub listener per pool that learns of finished tasks the moment they are stored.
+
+Celery's Redis backend stores a result with SET and PUBLISH on the same key. The hub
+subscribes to the keys of the tasks it watches, then reads them once with MGET for any
+that finished before the subscription: no polling interval anywhere. After a reconnect it
+reads all watched keys again, since messages published while disconnected are gone.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import redis
+from celery import Celery, states
+
+OnReady = Callable[[str, dict[str, Any]], None]
+DELETE_BATCH = 10_000
+RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+class ResultHub:
+    """Calls a callback once per watched task id, with its meta, when the task is ready."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.backend = app.backend
+        self.client: redis.Redis = self.backend.client
+        self._watchers: dict[bytes, tuple[str, OnReady]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._resync = False
+        self._wake_channel = f"farpool-hub-{uuid.uuid4().hex}"
+        self._pubsub = self._new_pubsub()
+        self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
+        self._thread.start()
+
+    def _new_pubsub(self) -> Any:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub.subscribe(self._wake_channel)
+        pubsub.connection.register_connect_callback(self._on_reconnect)
+        return pubsub
+
+    def _on_reconnect(self, connection: Any) -> None:
+        self._resync = True
+
+    def key(self, task_id: str) -> bytes:
+        key: bytes = self.backend.get_key_for_task(task_id)
+        return key
+
+    def watch(self, task_ids: Iterable[str], on_ready: OnReady) -> None:
+        """Call on_ready(task_id, meta) once for each task as soon as it is ready."""
+        keys = {self.key(task_id): task_id for task_id in task_ids}
+        if not keys:
+            return
+        with self._lock:
+            for key, task_id in keys.items():
+                self._watchers[key] = (task_id, on_ready)
+            self._pubsub.subscribe(*keys)
+        self._read_stored(list(keys))
+
+    def unwatch(self, task_ids: Iterable[str]) -> None:
+        keys = [self.key(task_id) for task_id in task_ids]
+        with self._lock:
+            for key in keys:
+                self._watchers.pop(key, None)
+            if keys and not self._closed:
+                self._pubsub.unsubscribe(*keys)
+
+    def delete(self, task_ids: Iterable[str]) -> None:
+        """Remove these results from the backend."""
+        keys = [self.key(task_id) for task_id in task_ids]
+        for start in range(0, len(keys), DELETE_BATCH):
+            self.client.delete(*keys[start : start + DELETE_BATCH])
+
+    def _read_stored(self, keys: list[bytes]) -> None:
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            for key, payload in zip(batch, self.client.mget(batch)):
+                if payload is not None:
+                    self._deliver(key, payload)
+
+    def _deliver(self, key: bytes, payload: bytes) -> None:
+        try:
+            meta = self.backend.decode_result(payload)
+        except Exception as error:  # noqa: BLE001 - a payload we refuse to load is a failed task
+            meta = {"status": states.FAILURE, "result": error, "traceback": None}
+        if meta["status"] not in states.READY_STATES:
+            return
+        with self._lock:
+            watcher = self._watchers.pop(key, None)
+            if watcher is not None and not self._closed:
+                self._pubsub.unsubscribe(key)
+        if watcher is not None:
+            task_id, on_ready = watcher
+            on_ready(task_id, meta)
+
+    def _listen(self) -> None:
+        backoff = iter(RECONNECT_BACKOFF)
+        while not self._closed:
+            try:
+                message = self._pubsub.get_message(timeout=1.0)
+                backoff = iter(RECONNECT_BACKOFF)
+                if self._resync:
+                    self._resync = False
+                    with self._lock:
+                        keys = list(self._watchers)
+                    self._read_stored(keys)
+                if message is not None and message["type"] == "message":
+                    self._deliver(message["channel"], message["data"])
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                if self._closed:
+                    return
+                self._resync = True
+                time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        try:
+            self.client.publish(self._wake_channel, b"close")
+        except redis.RedisError:
+            pass
+        self._thread.join(timeout=5)
+        self._pubsub.close()

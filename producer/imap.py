@@ -1,0 +1,171 @@
+"""imap / imap_unordered: lazy input through a bounded window of chunks in flight."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from celery import states
+
+from producer.chunking import check_json, star_items
+from producer.errors import TimeoutError
+from producer.hub import ResultHub
+from producer.results import remote_error
+
+Submit = Callable[[list[Any], int], str]
+
+
+class ChunkSizer:
+    """joblib-style auto batching: size chunks so that the work in each dwarfs the round trip.
+
+    The round-trip overhead is the smallest (arrival - sent - compute) seen, which filters
+    out time spent queued; the per-item cost is a moving average of the workers' own timing.
+    """
+
+    OVERHEAD_RATIO = 20  # work per chunk ≈ 20 × overhead: the round trip costs ≤ 5 %
+    MIN_TARGET, MAX_TARGET = 0.005, 1.0  # seconds of work per chunk
+    MAX_GROWTH = 16
+
+    def __init__(self) -> None:
+        self.size = 1
+        self.item_seconds: float | None = None
+        self.overhead: float | None = None
+
+    def observe(self, length: int, compute: float, round_trip: float) -> None:
+        per_item = compute / max(length, 1)
+        self.item_seconds = (
+            per_item if self.item_seconds is None else 0.5 * self.item_seconds + 0.5 * per_item
+        )
+        overhead = max(round_trip - compute, 1e-4)
+        self.overhead = overhead if self.overhead is None else min(self.overhead, overhead)
+        target = min(max(self.OVERHEAD_RATIO * self.overhead, self.MIN_TARGET), self.MAX_TARGET)
+        ideal = max(1, int(target / max(self.item_seconds, 1e-7)))
+        self.size = max(1, min(ideal, self.size * self.MAX_GROWTH))
+
+
+class IMapIterator(Iterator[Any]):
+    """Yields results in input order (ordered) or completion order, submitting lazily."""
+
+    def __init__(
+        self,
+        hub: ResultHub,
+        submit: Submit,
+        revoke: Callable[[list[str]], None],
+        iterable: Iterable[Any],
+        *,
+        chunksize: int | None,
+        window: int,
+        ordered: bool,
+        star: bool,
+        on_progress: Callable[[int], object] | None = None,
+        on_chunk_done: Callable[[list[str]], object] | None = None,
+    ) -> None:
+        self._hub = hub
+        self._on_chunk_done = on_chunk_done
+        self._submit = submit
+        self._revoke = revoke
+        self._source = iter(iterable)
+        self._sizer = ChunkSizer() if chunksize is None else None
+        self._chunksize = chunksize or 1
+        self._window = window
+        self._ordered = ordered
+        self._star = star
+        self._on_progress = on_progress
+        self._arrivals: queue.Queue[tuple[str, dict[str, Any], float]] = queue.Queue()
+        self._in_flight: dict[str, tuple[int, int, float]] = {}  # id -> (seq, length, sent)
+        self._finished_chunks: dict[int, list[Any]] = {}
+        self._values: deque[Any] = deque()
+        self._next_start = 0
+        self._next_seq = 0
+        self._next_to_yield = 0
+        self._exhausted = False
+        self._closed = False
+
+    def __iter__(self) -> IMapIterator:
+        return self
+
+    def __next__(self) -> Any:
+        return self.next()
+
+    def next(self, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._values:
+            if self._closed:
+                raise StopIteration
+            self._fill()
+            if self._ordered and self._next_to_yield in self._finished_chunks:
+                self._values.extend(self._finished_chunks.pop(self._next_to_yield))
+                self._next_to_yield += 1
+                continue
+            if not self._in_flight:
+                self.close()
+                raise StopIteration
+            self._take_arrival(deadline)
+        return self._values.popleft()
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._in_flight) + len(self._finished_chunks) < self._window:
+            size = self._sizer.size if self._sizer is not None else self._chunksize
+            items = list(itertools.islice(self._source, size))
+            if not items:
+                self._exhausted = True
+                return
+            if self._star:
+                items = star_items(items, self._next_start)
+            check_json(items, self._next_start)
+            sent = time.perf_counter()
+            task_id = self._submit(items, self._next_start)
+            self._in_flight[task_id] = (self._next_seq, len(items), sent)
+            self._hub.watch([task_id], self._arrived)
+            self._next_seq += 1
+            self._next_start += len(items)
+
+    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+        self._arrivals.put((task_id, meta, time.perf_counter()))
+
+    def _take_arrival(self, deadline: float | None) -> None:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            task_id, meta, arrived = self._arrivals.get(timeout=remaining)
+        except queue.Empty:
+            raise TimeoutError(f"no imap result within {remaining} s") from None
+        seq, length, sent = self._in_flight.pop(task_id)
+        self._hub.delete([task_id])
+        if self._on_chunk_done is not None:
+            self._on_chunk_done([task_id])
+        if meta["status"] != states.SUCCESS:
+            self.close()
+            raise remote_error(meta)
+        compute, values = meta["result"]
+        if self._sizer is not None:
+            self._sizer.observe(length, compute, arrived - sent)
+        if self._on_progress is not None:
+            self._on_progress(length)
+        if self._ordered:
+            self._finished_chunks[seq] = values
+        else:
+            self._values.extend(values)
+
+    def close(self) -> None:
+        """Stop: revoke the chunks still in flight and delete whatever they store later."""
+        if self._closed:
+            return
+        self._closed = True
+        leftovers = list(self._in_flight)
+        self._in_flight.clear()
+        self._finished_chunks.clear()
+        if leftovers:
+            self._revoke(leftovers)
+            self._hub.unwatch(leftovers)
+            self._hub.delete(leftovers)
+            self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001,S110 - nothing to report to at interpreter exit
+            pass

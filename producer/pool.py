@@ -1,0 +1,354 @@
+"""Pool: multiprocessing.Pool's API, with the work running on Celery workers."""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from celery import Celery, chain, chord, group
+from celery.canvas import Signature
+from celery.utils import uuid
+from tqdm import tqdm
+
+import tasks
+from config import mask_url
+from producer.chunking import check_chunksize, check_json, default_chunksize, split, star_items
+from producer.cluster import LocalCluster, online_workers
+from producer.embedded import server_address
+from producer.errors import NoWorkersError
+from producer.hub import ResultHub
+from producer.imap import IMapIterator
+from producer.registry import task_name
+from producer.results import AsyncResult, Callback, MapResult
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
+
+
+class Pool:
+    """A pool whose processes are the prefork processes of the Celery workers on the broker.
+
+    `processes` plays the stdlib's part in the default chunksize and the imap window; the
+    cluster's own size is set where the workers run (FARPOOL_CONCURRENCY on each host).
+    `initializer` and `maxtasksperchild` belong to the workers and are refused here.
+    """
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Sequence[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: object = None,
+        *,
+        app: Celery | None = None,
+    ) -> None:
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if initializer is not None:
+            raise TypeError("initializer runs on the workers: use Celery's worker_process_init signal")
+        if maxtasksperchild is not None:
+            raise TypeError("maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N")
+        self._app: Celery = app or tasks.app
+        self._settings = self._app.settings  # type: ignore[attr-defined]
+        self._state = RUN
+        self._outstanding: set[str] = set()
+        self._outstanding_lock = threading.Lock()
+        self._all_settled = threading.Condition(self._outstanding_lock)
+        self._local = LocalCluster(self._settings, self._app)
+        self._local.start_broker()
+        try:
+            workers = [] if self._local.started_broker else online_workers(self._app)
+            if not workers:
+                self._start_local_worker()
+            cluster_processes = sum(worker.processes for worker in workers)
+            self._cluster_processes = cluster_processes or self._settings.concurrency
+            self._processes = processes or self._cluster_processes
+            self._hub = ResultHub(self._app)
+        except BaseException:
+            self._local.stop()
+            raise
+        atexit.register(_stop_at_exit, weakref.ref(self))
+
+    def _start_local_worker(self) -> None:
+        url = self._settings.broker_url
+        address = server_address(url)
+        local = address is not None and address.is_loopback
+        if not local or self._settings.embedded_broker == "never":
+            raise NoWorkersError(f"no worker is online at {mask_url(url)}: {HOW_TO_START_A_WORKER}")
+        broker = "embedded broker + " if self._local.started_broker else ""
+        print(
+            f"farpool: no worker online at {mask_url(url)}; starting a local cluster "
+            f"({broker}1 worker × {self._settings.concurrency} processes) for this pool",
+            file=sys.stderr,
+        )
+        self._local.start_worker()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def _track(self, task_ids: Iterable[str]) -> None:
+        with self._outstanding_lock:
+            self._outstanding.update(task_ids)
+
+    def _settled(self, task_ids: Iterable[str]) -> None:
+        with self._outstanding_lock:
+            self._outstanding.difference_update(task_ids)
+            if not self._outstanding:
+                self._all_settled.notify_all()
+
+    def _revoke(self, task_ids: list[str], terminate: bool = False) -> None:
+        if task_ids:
+            self._app.control.revoke(task_ids, terminate=terminate)
+
+    def _progress_bar(self, total: int | None, show: bool) -> tqdm | None:
+        return tqdm(total=total, unit="item", disable=False) if show else None
+
+    # -- map and starmap ----------------------------------------------------------------------
+
+    def _chunk_signature(
+        self, name: str, items: Sequence[Any], start: int, star: bool, label: str, timed: bool = False
+    ) -> Signature:
+        executor = "farpool.starmap_chunk" if star else "farpool.map_chunk"
+        return self._app.signature(
+            executor,
+            args=(name, items, start, timed) if timed else (name, items, start),
+            options={"task_id": uuid(), "argsrepr": label},
+        )
+
+    def _map_signatures(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool
+    ) -> tuple[list[Signature], list[int]]:
+        self._check_running()
+        check_chunksize(chunksize)
+        name = task_name(func)
+        items = list(iterable)
+        if star:
+            items = star_items(items)
+        check_json(items)
+        size = chunksize or default_chunksize(len(items), self._processes)
+        chunks = split(items, size) if items else []
+        short = name.rsplit(".", 1)[-1]
+        signatures = [
+            self._chunk_signature(
+                name, chunk, index * size, star,
+                f"{short} × {len(chunk)} items [chunk {index + 1}/{len(chunks)}]",
+            )
+            for index, chunk in enumerate(chunks)
+        ]
+        return signatures, [len(chunk) for chunk in chunks]
+
+    def _map(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool,
+        progress: bool, callback: Callback | None = None, error_callback: Callback | None = None,
+    ) -> MapResult:
+        signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
+        bar = self._progress_bar(sum(lengths), progress)
+        chunk_ids = [signature.id for signature in signatures]
+        self._track(chunk_ids)
+        result = MapResult(
+            self._hub, uuid(), chunk_ids, lengths,
+            callback=callback, error_callback=error_callback,
+            on_progress=bar.update if bar is not None else None,
+            revoke=self._revoke, on_settled=self._settled,
+        )
+        if bar is not None:
+            result._on_done(bar.close)
+        if signatures:
+            group(signatures, app=self._app).apply_async()
+        return result
+
+    def map(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
+        *, progress: bool = False,
+    ) -> list[Any]:
+        """[func(x) for x in iterable], computed on the cluster in chunks; blocks."""
+        return self._map(func, iterable, chunksize, False, progress).get()  # type: ignore[no-any-return]
+
+    def starmap(
+        self, func: Any, iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+        *, progress: bool = False,
+    ) -> list[Any]:
+        """[func(*args) for args in iterable], as map."""
+        return self._map(func, iterable, chunksize, True, progress).get()  # type: ignore[no-any-return]
+
+    def _map_async(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool,
+        callback: Callback | Signature | None, error_callback: Callback | None,
+    ) -> MapResult:
+        signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
+        map_id = uuid()
+        chunk_ids = [signature.id for signature in signatures]
+        local_callback = None if isinstance(callback, Signature) else callback
+        result = MapResult(
+            self._hub, map_id, chunk_ids, lengths, gather_id=map_id, group_id=map_id,
+            callback=local_callback, error_callback=error_callback,
+            revoke=self._revoke, on_settled=self._settled,
+        )
+        self._track(result.task_ids)
+        gather = self._app.signature(
+            "farpool.gather", args=(chunk_ids,), options={"task_id": map_id}
+        )
+        body = chain(gather, callback) if isinstance(callback, Signature) else gather
+        self._app.GroupResult(map_id, [self._app.AsyncResult(i) for i in chunk_ids]).save()
+        chord(group(signatures, app=self._app), body, app=self._app).apply_async()
+        return result
+
+    def map_async(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
+        callback: Callback | Signature | None = None, error_callback: Callback | None = None,
+    ) -> MapResult:
+        """A chord of chunks and a gather task; the MapResult's id re-attaches with result(id)."""
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback)
+
+    def starmap_async(
+        self, func: Any, iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
+        callback: Callback | Signature | None = None, error_callback: Callback | None = None,
+    ) -> MapResult:
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback)
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def apply_async(
+        self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None,
+        callback: Callback | None = None, error_callback: Callback | None = None,
+    ) -> AsyncResult:
+        """func(*args, **kwds) as one task."""
+        self._check_running()
+        name = task_name(func)
+        kwds = dict(kwds or {})
+        check_json(list(args))
+        check_json([kwds])
+        task_id = uuid()
+        self._track([task_id])
+        result = AsyncResult(self._hub, task_id, callback, error_callback, on_settled=self._settled)
+        self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id)
+        return result
+
+    def apply(
+        self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None
+    ) -> Any:
+        """func(*args, **kwds) on the cluster; blocks for the value."""
+        return self.apply_async(func, args, kwds).get()
+
+    # -- imap ----------------------------------------------------------------------------------
+
+    def _imap(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, ordered: bool,
+        star: bool, progress: bool,
+    ) -> IMapIterator:
+        self._check_running()
+        check_chunksize(chunksize)
+        name = task_name(func)
+        short = name.rsplit(".", 1)[-1]
+        bar = self._progress_bar(None, progress)
+        sequence = iter(range(1, sys.maxsize))
+
+        def submit(items: list[Any], start: int) -> str:
+            label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
+            signature = self._chunk_signature(name, items, start, star, label, timed=True)
+            self._track([signature.id])
+            signature.apply_async()
+            return signature.id
+
+        def revoke(task_ids: list[str]) -> None:
+            self._revoke(task_ids)
+            self._settled(task_ids)
+
+        return IMapIterator(
+            self._hub, submit, revoke, iterable, chunksize=chunksize,
+            window=2 * self._processes, ordered=ordered, star=star,
+            on_progress=bar.update if bar is not None else None,
+            on_chunk_done=self._settled,
+        )
+
+    def imap(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
+        *, progress: bool = False,
+    ) -> IMapIterator:
+        """Lazily, func(x) for each x in order; no chunksize: adaptive chunks."""
+        return self._imap(func, iterable, chunksize, True, False, progress)
+
+    def imap_unordered(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
+        *, progress: bool = False,
+    ) -> IMapIterator:
+        """Lazily, func(x) for each x in the order the results arrive."""
+        return self._imap(func, iterable, chunksize, False, False, progress)
+
+    def attach(self, result_id: str) -> MapResult | AsyncResult:
+        """The result of a map_async or apply_async sent by any producer, by its id."""
+        saved = self._app.GroupResult.restore(result_id, app=self._app)
+        if saved is None:
+            self._track([result_id])
+            return AsyncResult(self._hub, result_id, on_settled=self._settled)
+        chunk_ids = [child.id for child in saved.results]
+        result = MapResult(
+            self._hub, result_id, chunk_ids, [0] * len(chunk_ids),
+            gather_id=result_id, group_id=result_id,
+            revoke=self._revoke, on_settled=self._settled,
+        )
+        self._track(result.task_ids)
+        return result
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def cluster_processes(self) -> int:
+        """The total concurrency of the workers online when the pool started."""
+        return self._cluster_processes
+
+    def close(self) -> None:
+        """No more work will be submitted; join() then waits for what is in flight."""
+        if self._state == RUN:
+            self._state = CLOSE
+
+    def terminate(self) -> None:
+        """Revoke everything still queued or running for this pool, then stop."""
+        if self._state == TERMINATE:
+            return
+        self._state = TERMINATE
+        with self._outstanding_lock:
+            outstanding = list(self._outstanding)
+            self._outstanding.clear()
+        try:
+            self._revoke(outstanding, terminate=True)
+            if outstanding:
+                self._hub.delete(outstanding)
+        finally:
+            self._shutdown()
+
+    def join(self) -> None:
+        """Wait for all submitted work (after close()), then release the pool's resources."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        with self._outstanding_lock:
+            self._all_settled.wait_for(lambda: not self._outstanding)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        hub = getattr(self, "_hub", None)
+        if hub is not None:
+            hub.close()
+            self._hub = None  # type: ignore[assignment]
+        self._local.stop()
+
+    def __enter__(self) -> Pool:
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+
+def _stop_at_exit(pool_ref: weakref.ref[Pool]) -> None:
+    pool = pool_ref()
+    if pool is not None:
+        pool.terminate()

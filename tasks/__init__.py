@@ -1,0 +1,6 @@
+"""Everything that runs on a farpool worker: `celery -A tasks worker`."""
+
+from tasks.app import app, create_app
+from tasks.chunks import RefusedTask, mappable_task
+
+__all__ = ["RefusedTask", "app", "create_app", "mappable_task"]
