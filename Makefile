@@ -23,6 +23,7 @@ up: $(VENV)/.runtime
 
 test: $(VENV)/.dev
 	$(PY) -m ruff check tasks producer config tests
+	$(PY) -m ruff format --check tasks producer config tests
 	$(PY) -m mypy
 	$(PY) -m pytest
 

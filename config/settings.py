@@ -48,9 +48,7 @@ def _check_redis_url(url: str, what: str) -> str:
 class Settings(BaseSettings):
     """Everything configurable in farpool; field `x` is the variable FARPOOL_X."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True
-    )
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None

@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from kombu.utils.json import dumps
+from kombu.utils import json as kombu_json
 
 
 def default_chunksize(length: int, processes: int) -> int:
@@ -39,11 +39,14 @@ def star_items(items: Iterable[Any], start: int = 0) -> list[list[Any]]:
     unpacked = []
     for index, item in enumerate(items, start):
         if isinstance(item, (str, bytes)) or not isinstance(item, Iterable):
-            raise TypeError(
-                f"starmap item {index} is {type(item).__name__}, not a sequence of arguments"
-            )
+            raise TypeError(f"starmap item {index} is {type(item).__name__}, not a sequence of arguments")
         unpacked.append(list(item))
     return unpacked
+
+
+def dumps(value: Any) -> str:
+    """What kombu will send for `value` (it encodes more than the json module: dates, UUIDs)."""
+    return str(kombu_json.dumps(value))  # type: ignore[no-untyped-call]
 
 
 def check_json(items: Sequence[Any], start: int = 0) -> None:
@@ -57,6 +60,4 @@ def check_json(items: Sequence[Any], start: int = 0) -> None:
         try:
             dumps(item)
         except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"item {index} ({type(item).__name__}) cannot be sent as JSON: {error}"
-            ) from None
+            raise TypeError(f"item {index} ({type(item).__name__}) cannot be sent as JSON: {error}") from None

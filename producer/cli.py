@@ -34,7 +34,7 @@ class FarpoolGroup(click.Group):
             if debug:
                 raise
             fail(str(error), USAGE_ERROR)
-        except Exception as error:  # noqa: BLE001 - a task's own exception, reported in one line
+        except Exception as error:
             if debug:
                 raise
             fail(f"{type(error).__name__}: {error}", TASK_ERROR)
@@ -71,7 +71,8 @@ def up(flower: bool) -> None:
     cluster = LocalCluster(app.settings, app, flower=flower, quiet=False)
     with cluster.start():
         where = mask_url(app.settings.broker_url)
-        extra = f", Flower on http://{app.settings.flower_address}:{app.settings.flower_port}" if flower else ""
+        flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
+        extra = f", Flower on {flower_url}" if flower else ""
         click.echo(f"farpool: cluster up on {where}{extra}; Ctrl-C stops it", err=True)
         while not stop.wait(0.5):
             if any(process.poll() is not None for process in cluster.processes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -52,16 +53,31 @@ def online_workers(app: Celery, timeout: float = INSPECT_TIMEOUT) -> list[Worker
 def worker_command(settings: Settings, node_name: str, loglevel: str = "INFO") -> list[str]:
     """The command a user runs on each host, as an argument list."""
     return [
-        sys.executable, "-m", "celery", "-A", "tasks", "worker",
-        "--loglevel", loglevel, "--hostname", node_name,
-        "--concurrency", str(settings.concurrency),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "worker",
+        "--loglevel",
+        loglevel,
+        "--hostname",
+        node_name,
+        "--concurrency",
+        str(settings.concurrency),
     ]
 
 
 def flower_command(settings: Settings) -> list[str]:
     command = [
-        sys.executable, "-m", "celery", "-A", "tasks", "flower",
-        f"--address={settings.flower_address}", f"--port={settings.flower_port}",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tasks",
+        "flower",
+        f"--address={settings.flower_address}",
+        f"--port={settings.flower_port}",
     ]
     if settings.flower_basic_auth:
         command.append(f"--basic-auth={settings.flower_basic_auth}")
@@ -97,7 +113,11 @@ class LocalCluster:
             log_dir.mkdir(parents=True, exist_ok=True)
             output = open(log_dir / "local-cluster.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            command, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+            command,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=output,
             start_new_session=True,
         )
         if output is not None:
@@ -153,10 +173,8 @@ class LocalCluster:
                 process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE
         for process in self.processes:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _kill_group(process)
         self.processes = []
         for server in reversed(self.servers):
@@ -171,9 +189,7 @@ class LocalCluster:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if process.poll() is None:
         process.wait()

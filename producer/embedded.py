@@ -78,13 +78,20 @@ class EmbeddedServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
             str(get_binary_path()),
-            "--port", str(self.address.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.data_dir.resolve()),
-            "--appendonly", "yes",
-            "--save", "",
-            "--daemonize", "no",
-            "--logfile", "server.log",
+            "--port",
+            str(self.address.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.data_dir.resolve()),
+            "--appendonly",
+            "yes",
+            "--save",
+            "",
+            "--daemonize",
+            "no",
+            "--logfile",
+            "server.log",
         ]
         if self.address.password:
             command += ["--requirepass", self.address.password]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import multiprocessing
 
 
-class TimeoutError(multiprocessing.TimeoutError, TimeoutError):  # noqa: A001
+class TimeoutError(multiprocessing.TimeoutError, builtins.TimeoutError):
     """get(timeout) ran out; both the builtin and multiprocessing's TimeoutError catch it."""
 
 

@@ -8,6 +8,7 @@ reads all watched keys again, since messages published while disconnected are go
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -39,7 +40,7 @@ class ResultHub:
         self._thread.start()
 
     def _new_pubsub(self) -> Any:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         pubsub.subscribe(self._wake_channel)
         pubsub.connection.register_connect_callback(self._on_reconnect)
         return pubsub
@@ -79,14 +80,14 @@ class ResultHub:
     def _read_stored(self, keys: list[bytes]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):
             batch = keys[start : start + DELETE_BATCH]
-            for key, payload in zip(batch, self.client.mget(batch)):
+            for key, payload in zip(batch, self.client.mget(batch), strict=True):
                 if payload is not None:
-                    self._deliver(key, payload)
+                    self._deliver(key, payload)  # type: ignore[arg-type]
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
         try:
             meta = self.backend.decode_result(payload)
-        except Exception as error:  # noqa: BLE001 - a payload we refuse to load is a failed task
+        except Exception as error:
             meta = {"status": states.FAILURE, "result": error, "traceback": None}
         if meta["status"] not in states.READY_STATES:
             return
@@ -110,7 +111,7 @@ class ResultHub:
                         keys = list(self._watchers)
                     self._read_stored(keys)
                 if message is not None and message["type"] == "message":
-                    self._deliver(message["channel"], message["data"])
+                    self._deliver(bytes(message["channel"]), bytes(message["data"]))
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 if self._closed:
                     return
@@ -120,9 +121,7 @@ class ResultHub:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.client.publish(self._wake_channel, b"close")
-        except redis.RedisError:
-            pass
         self._thread.join(timeout=5)
         self._pubsub.close()

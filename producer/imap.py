@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import queue
 import time
@@ -165,7 +166,5 @@ class IMapIterator(Iterator[Any]):
             self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
 
     def __del__(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.close()
-        except Exception:  # noqa: BLE001,S110 - nothing to report to at interpreter exit
-            pass

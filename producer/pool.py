@@ -50,11 +50,15 @@ class Pool:
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
         if initializer is not None:
-            raise TypeError("initializer runs on the workers: use Celery's worker_process_init signal")
+            raise TypeError(
+                "initializer runs on the workers: connect it to Celery's worker_process_init signal"
+            )
         if maxtasksperchild is not None:
-            raise TypeError("maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N")
+            raise TypeError(
+                "maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N"
+            )
         self._app: Celery = app or tasks.app
-        self._settings = self._app.settings  # type: ignore[attr-defined]
+        self._settings = self._app.settings
         self._state = RUN
         self._outstanding: set[str] = set()
         self._outstanding_lock = threading.Lock()
@@ -138,7 +142,10 @@ class Pool:
         short = name.rsplit(".", 1)[-1]
         signatures = [
             self._chunk_signature(
-                name, chunk, index * size, star,
+                name,
+                chunk,
+                index * size,
+                star,
                 f"{short} × {len(chunk)} items [chunk {index + 1}/{len(chunks)}]",
             )
             for index, chunk in enumerate(chunks)
@@ -146,18 +153,29 @@ class Pool:
         return signatures, [len(chunk) for chunk in chunks]
 
     def _map(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool,
-        progress: bool, callback: Callback | None = None, error_callback: Callback | None = None,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        progress: bool,
+        callback: Callback | None = None,
+        error_callback: Callback | None = None,
     ) -> MapResult:
         signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
         bar = self._progress_bar(sum(lengths), progress)
         chunk_ids = [signature.id for signature in signatures]
         self._track(chunk_ids)
         result = MapResult(
-            self._hub, uuid(), chunk_ids, lengths,
-            callback=callback, error_callback=error_callback,
+            self._hub,
+            uuid(),
+            chunk_ids,
+            lengths,
+            callback=callback,
+            error_callback=error_callback,
             on_progress=bar.update if bar is not None else None,
-            revoke=self._revoke, on_settled=self._settled,
+            revoke=self._revoke,
+            on_settled=self._settled,
         )
         if bar is not None:
             result._on_done(bar.close)
@@ -166,59 +184,89 @@ class Pool:
         return result
 
     def map(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
-        *, progress: bool = False,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
     ) -> list[Any]:
         """[func(x) for x in iterable], computed on the cluster in chunks; blocks."""
         return self._map(func, iterable, chunksize, False, progress).get()  # type: ignore[no-any-return]
 
     def starmap(
-        self, func: Any, iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
-        *, progress: bool = False,
+        self,
+        func: Any,
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
     ) -> list[Any]:
         """[func(*args) for args in iterable], as map."""
         return self._map(func, iterable, chunksize, True, progress).get()  # type: ignore[no-any-return]
 
     def _map_async(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool,
-        callback: Callback | Signature | None, error_callback: Callback | None,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        callback: Callback | Signature | None,
+        error_callback: Callback | None,
     ) -> MapResult:
         signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
         map_id = uuid()
         chunk_ids = [signature.id for signature in signatures]
         local_callback = None if isinstance(callback, Signature) else callback
         result = MapResult(
-            self._hub, map_id, chunk_ids, lengths, gather_id=map_id, group_id=map_id,
-            callback=local_callback, error_callback=error_callback,
-            revoke=self._revoke, on_settled=self._settled,
+            self._hub,
+            map_id,
+            chunk_ids,
+            lengths,
+            gather_id=map_id,
+            group_id=map_id,
+            callback=local_callback,
+            error_callback=error_callback,
+            revoke=self._revoke,
+            on_settled=self._settled,
         )
         self._track(result.task_ids)
-        gather = self._app.signature(
-            "farpool.gather", args=(chunk_ids,), options={"task_id": map_id}
-        )
+        gather = self._app.signature("farpool.gather", args=(chunk_ids,), options={"task_id": map_id})
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
         self._app.GroupResult(map_id, [self._app.AsyncResult(i) for i in chunk_ids]).save()
         chord(group(signatures, app=self._app), body, app=self._app).apply_async()
         return result
 
     def map_async(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
-        callback: Callback | Signature | None = None, error_callback: Callback | None = None,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callback | Signature | None = None,
+        error_callback: Callback | None = None,
     ) -> MapResult:
         """A chord of chunks and a gather task; the MapResult's id re-attaches with result(id)."""
         return self._map_async(func, iterable, chunksize, False, callback, error_callback)
 
     def starmap_async(
-        self, func: Any, iterable: Iterable[Iterable[Any]], chunksize: int | None = None,
-        callback: Callback | Signature | None = None, error_callback: Callback | None = None,
+        self,
+        func: Any,
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        callback: Callback | Signature | None = None,
+        error_callback: Callback | None = None,
     ) -> MapResult:
         return self._map_async(func, iterable, chunksize, True, callback, error_callback)
 
     # -- apply -------------------------------------------------------------------------------
 
     def apply_async(
-        self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None,
-        callback: Callback | None = None, error_callback: Callback | None = None,
+        self,
+        func: Any,
+        args: Sequence[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        callback: Callback | None = None,
+        error_callback: Callback | None = None,
     ) -> AsyncResult:
         """func(*args, **kwds) as one task."""
         self._check_running()
@@ -232,17 +280,20 @@ class Pool:
         self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id)
         return result
 
-    def apply(
-        self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None
-    ) -> Any:
+    def apply(self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
         """func(*args, **kwds) on the cluster; blocks for the value."""
         return self.apply_async(func, args, kwds).get()
 
     # -- imap ----------------------------------------------------------------------------------
 
     def _imap(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, ordered: bool,
-        star: bool, progress: bool,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        ordered: bool,
+        star: bool,
+        progress: bool,
     ) -> IMapIterator:
         self._check_running()
         check_chunksize(chunksize)
@@ -256,29 +307,43 @@ class Pool:
             signature = self._chunk_signature(name, items, start, star, label, timed=True)
             self._track([signature.id])
             signature.apply_async()
-            return signature.id
+            return str(signature.id)
 
         def revoke(task_ids: list[str]) -> None:
             self._revoke(task_ids)
             self._settled(task_ids)
 
         return IMapIterator(
-            self._hub, submit, revoke, iterable, chunksize=chunksize,
-            window=2 * self._processes, ordered=ordered, star=star,
+            self._hub,
+            submit,
+            revoke,
+            iterable,
+            chunksize=chunksize,
+            window=2 * self._processes,
+            ordered=ordered,
+            star=star,
             on_progress=bar.update if bar is not None else None,
             on_chunk_done=self._settled,
         )
 
     def imap(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
-        *, progress: bool = False,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
     ) -> IMapIterator:
         """Lazily, func(x) for each x in order; no chunksize: adaptive chunks."""
         return self._imap(func, iterable, chunksize, True, False, progress)
 
     def imap_unordered(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None = None,
-        *, progress: bool = False,
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
     ) -> IMapIterator:
         """Lazily, func(x) for each x in the order the results arrive."""
         return self._imap(func, iterable, chunksize, False, False, progress)
@@ -291,9 +356,14 @@ class Pool:
             return AsyncResult(self._hub, result_id, on_settled=self._settled)
         chunk_ids = [child.id for child in saved.results]
         result = MapResult(
-            self._hub, result_id, chunk_ids, [0] * len(chunk_ids),
-            gather_id=result_id, group_id=result_id,
-            revoke=self._revoke, on_settled=self._settled,
+            self._hub,
+            result_id,
+            chunk_ids,
+            [0] * len(chunk_ids),
+            gather_id=result_id,
+            group_id=result_id,
+            revoke=self._revoke,
+            on_settled=self._settled,
         )
         self._track(result.task_ids)
         return result

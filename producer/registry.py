@@ -18,7 +18,7 @@ HOW_TO_REGISTER = (
 def task_name(func: Any) -> str:
     """The registered name of `func` (a task or a name); TypeError/ValueError before sending."""
     if isinstance(func, Task):
-        name = func.name
+        name = str(func.name)
     elif isinstance(func, str):
         name = func
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Generator, Sequence
-from multiprocessing.pool import RemoteTraceback
+from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
 from celery import states
@@ -18,9 +18,11 @@ Callback = Callable[[Any], object]
 
 def remote_error(meta: dict[str, Any]) -> BaseException:
     """The task's own exception, its remote traceback attached as the cause (as multiprocessing)."""
-    error = meta["result"]
-    if not isinstance(error, BaseException):
-        error = RuntimeError(f"task ended in state {meta['status']}: {error!r}")
+    stored: object = meta["result"]
+    if isinstance(stored, BaseException):
+        error = stored
+    else:
+        error = RuntimeError(f"task ended in state {meta['status']}: {stored!r}")
     traceback = meta.get("traceback")
     if traceback:
         error.__cause__ = RemoteTraceback(traceback)
@@ -95,8 +97,12 @@ class _Result:
         loop = asyncio.get_running_loop()
         settled: asyncio.Future[None] = loop.create_future()
 
+        def settle() -> None:
+            if not settled.done():
+                settled.set_result(None)
+
         def wake() -> None:
-            loop.call_soon_threadsafe(lambda: settled.done() or settled.set_result(None))
+            loop.call_soon_threadsafe(settle)
 
         self._on_done(wake)
         yield from settled.__await__()

@@ -49,10 +49,7 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
 def _run(task_name: str, items: Sequence[Any], start: int, star: bool, timed: bool) -> Any:
     task: Callable[..., Any] = mappable_task(task_name)
     began = time.perf_counter()
-    if star:
-        results = [task(*item) for item in items]
-    else:
-        results = [task(item) for item in items]
+    results = [task(*item) for item in items] if star else [task(item) for item in items]
     elapsed = time.perf_counter() - began
     results = _checked_json(task_name, start, results)
     return [elapsed, results] if timed else results
@@ -68,9 +65,7 @@ def map_chunk(task_name: str, items: Sequence[Any], start: int = 0, timed: bool 
 
 
 @app.task(name="farpool.starmap_chunk")
-def starmap_chunk(
-    task_name: str, items: Sequence[Sequence[Any]], start: int = 0, timed: bool = False
-) -> Any:
+def starmap_chunk(task_name: str, items: Sequence[Sequence[Any]], start: int = 0, timed: bool = False) -> Any:
     """[task(*item) for item in items], as map_chunk."""
     return _run(task_name, items, start, star=True, timed=timed)
 

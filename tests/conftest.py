@@ -1,0 +1,100 @@
+"""Real brokers and real workers for the suite.
+
+Every integration test runs against a Valkey server the suite starts from the bundled binary
+on a free port and, when FARPOOL_TEST_REDIS_URL is set, against that server as well, in a
+queue of its own (nothing is flushed). Workers are `celery -A tasks worker` subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+# The default app must never reach a server the suite did not start.
+os.environ["FARPOOL_BROKER_URL"] = "redis://127.0.0.1:1/0"
+os.environ["FARPOOL_EMBEDDED_BROKER"] = "never"
+
+from config import Settings, load_settings, settings_env
+from producer import Pool
+from producer.cluster import LocalCluster
+from producer.embedded import EmbeddedServer, server_address
+from tasks import create_app
+from tasks.app import FarpoolCelery
+
+TEST_REDIS_URL = os.environ.get("FARPOOL_TEST_REDIS_URL")
+TARGETS = ["valkey", *(["redis"] if TEST_REDIS_URL else [])]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    """A broker and a worker the suite started (the broker may be FARPOOL_TEST_REDIS_URL's)."""
+
+    name: str
+    settings: Settings
+    app: FarpoolCelery
+    local: LocalCluster
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment a subprocess (the CLI, another worker) needs to join this cluster."""
+        return {**os.environ, **settings_env(self.settings)}
+
+    def pool(self, **options: object) -> Pool:
+        return Pool(app=self.app, **options)  # type: ignore[arg-type]
+
+
+def cluster_settings(broker_url: str, data_dir: Path, **overrides: object) -> Settings:
+    return load_settings(
+        broker_url=broker_url,
+        result_backend=broker_url,
+        queue=f"farpool-test-{uuid.uuid4().hex[:8]}",
+        concurrency=2,
+        embedded_broker="never",
+        data_dir=str(data_dir),
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, tmp_path_factory.mktemp("valkey"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", params=TARGETS)
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    if request.param == "valkey":
+        url = request.getfixturevalue("valkey_server").url
+    else:
+        assert TEST_REDIS_URL is not None
+        url = TEST_REDIS_URL
+    settings = cluster_settings(url, tmp_path_factory.mktemp(f"cluster-{request.param}"))
+    app = create_app(settings)
+    local = LocalCluster(settings, app)
+    local.start_worker()
+    yield Cluster(request.param, settings, app, local)
+    local.stop()
+    app.backend.client.delete(settings.queue)
+    app.close()
+
+
+@pytest.fixture
+def pool(cluster: Cluster) -> Iterator[Pool]:
+    with cluster.pool() as pool:
+        yield pool

@@ -1,0 +1,116 @@
+"""The foundation end to end: demo, the worker banner, the embedded broker, the CLI's errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from conftest import Cluster, free_port
+from helpers import FARPOOL, run_cli
+
+from tasks.chunks import RefusedTask, map_chunk, starmap_chunk
+
+DATASET_LINE = "Dataset: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"
+RESULT_LINE = "Result: [1, 4, 9, 16, 25, 36, 49, 64, 81, 100, 121, 144, 169, 196]"
+
+
+def test_demo_prints_the_seeds_two_lines_on_the_cluster(cluster: Cluster) -> None:
+    done = run_cli("demo", env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [DATASET_LINE, RESULT_LINE]
+
+
+def test_demo_on_a_fresh_machine_starts_and_stops_its_own_broker_and_worker(tmp_path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {
+        **os.environ,
+        "FARPOOL_BROKER_URL": url,
+        "FARPOOL_EMBEDDED_BROKER": "auto",
+        "FARPOOL_DATA_DIR": str(tmp_path / ".farpool"),
+        "FARPOOL_CONCURRENCY": "2",
+    }
+    env.pop("FARPOOL_RESULT_BACKEND", None)
+    done = run_cli("demo", env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [DATASET_LINE, RESULT_LINE]
+    assert "starting a local cluster" in done.stderr
+    assert (tmp_path / ".farpool" / f"valkey-{port}" / "appendonlydir").is_dir()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+def test_worker_banner_shows_prefork_with_one_process_per_core(cluster: Cluster) -> None:
+    env = cluster.env
+    del env["FARPOOL_CONCURRENCY"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--hostname", "banner@%h"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            banner = next((line for line in worker.stdout if "concurrency:" in line), "")
+        finally:
+            worker.terminate()
+    assert banner, "the worker printed no banner"
+    assert f"concurrency: {os.cpu_count()} (prefork)" in banner
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("FARPOOL_BROKER_URL", "amqp://guest:pw@localhost//"), ("FARPOOL_CONCURRENCY", "-1")],
+)
+@pytest.mark.parametrize(
+    "command",
+    [[*FARPOOL, "demo"], [sys.executable, "-m", "celery", "-A", "tasks", "worker"]],
+    ids=["farpool", "celery-worker"],
+)
+def test_bad_setting_is_one_line_and_exit_2(variable: str, value: str, command: list[str]) -> None:
+    done = subprocess.run(
+        command,
+        env={**os.environ, variable: value},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"farpool: {variable}: "), done.stderr
+    assert "pw@" not in done.stderr
+
+
+def test_broker_down_with_embedded_never_is_one_line_exit_2() -> None:
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "FARPOOL_BROKER_URL": url, "FARPOOL_EMBEDDED_BROKER": "never"}
+    done = run_cli("demo", env=env, timeout=30)
+    assert done.returncode == 2
+    masked = url.replace("hunter2", "***")
+    assert done.stderr.strip().splitlines() == [
+        f"farpool: no broker answers at {masked} (FARPOOL_EMBEDDED_BROKER=never)"
+    ]
+
+
+@pytest.mark.parametrize("name", ["celery.backend_cleanup", "farpool.gather", "no.such.task", 7])
+def test_chunk_executor_refuses_unregistered_and_internal_tasks(name: object) -> None:
+    with pytest.raises(RefusedTask):
+        map_chunk(name, [1, 2])
+    with pytest.raises(RefusedTask):
+        starmap_chunk(name, [[1, 2]])
+
+
+def test_chunk_executor_runs_a_registered_task_over_its_items() -> None:
+    assert map_chunk("tasks.examples.square", [1, 2, 3]) == [1, 4, 9]
+    assert starmap_chunk("tasks.examples.add", [[1, 2], [3, 4]]) == [3, 7]
+    assert map_chunk("tasks.examples.square", [2], 0, True)[1] == [4]
+
+
+def test_map_runs_on_the_worker(cluster: Cluster) -> None:
+    with cluster.pool() as pool:
+        assert pool.map("tasks.examples.square", range(50), chunksize=7) == [x * x for x in range(50)]

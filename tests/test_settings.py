@@ -1,0 +1,109 @@
+"""Settings: defaults, derivations and a one-line error naming the variable."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from config import SettingsError, celery_config, load_settings, mask_url, settings_env
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("FARPOOL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(os.path.dirname(__file__))  # no stray .env
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.broker_url == "redis://127.0.0.1:6379/0"
+    assert settings.result_backend == "redis://127.0.0.1:6379/1"
+    assert settings.concurrency == os.cpu_count()
+    assert settings.embedded_broker == "auto"
+    assert settings.include == ()
+
+
+def test_backend_defaults_to_db_1_of_the_brokers_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARPOOL_BROKER_URL", "rediss://:pw@cache.example:6380/4")
+    assert load_settings().result_backend == "rediss://:pw@cache.example:6380/1"
+
+
+def test_include_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARPOOL_INCLUDE", "mytasks, other.tasks ,")
+    assert load_settings().include == ("mytasks", "other.tasks")
+    assert celery_config(load_settings())["include"][-2:] == ["mytasks", "other.tasks"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FARPOOL_BROKER_URL", "amqp://guest@localhost//", "unsupported scheme amqp://"),
+        ("FARPOOL_BROKER_URL", "http://example.com", "unsupported scheme http://"),
+        ("FARPOOL_RESULT_BACKEND", "db+sqlite:///x.db", "unsupported scheme db+sqlite://"),
+        ("FARPOOL_CONCURRENCY", "-1", "greater than or equal to 1"),
+        ("FARPOOL_CONCURRENCY", "many", "valid integer"),
+        ("FARPOOL_EMBEDDED_BROKER", "sometimes", "'auto' or 'never'"),
+        ("FARPOOL_VISIBILITY_TIMEOUT", "0", "greater than or equal to 1"),
+    ],
+)
+def test_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"{variable}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_bad_url_error_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARPOOL_BROKER_URL", "amqp://user:s3cret@host/")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "s3cret" not in str(caught.value)
+    assert "***" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+        ("rediss://user:s3cret@host/2", "rediss://user:***@host/2"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        (
+            "sentinel://:a@h1:26379;sentinel://:b@h2:26379",
+            "sentinel://:***@h1:26379;sentinel://:***@h2:26379",
+        ),
+    ],
+)
+def test_mask_url(url: str, masked: str) -> None:
+    assert mask_url(url) == masked
+
+
+def test_celery_config_follows_the_mission() -> None:
+    conf = celery_config(load_settings(concurrency=3, visibility_timeout=42))
+    assert conf["worker_pool"] == "prefork"
+    assert conf["worker_concurrency"] == 3
+    assert conf["accept_content"] == ["json"]
+    assert conf["result_accept_content"] == ["json"]
+    assert conf["task_serializer"] == conf["result_serializer"] == "json"
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
+    assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
+    assert 0 < conf["result_expires"] < 10**7
+    assert conf["broker_transport_options"]["visibility_timeout"] == 42
+
+
+def test_settings_env_round_trips() -> None:
+    settings = load_settings(concurrency=3, include=("a", "b"), queue="q1")
+    for name, value in settings_env(settings).items():
+        os.environ[name] = value
+    try:
+        assert load_settings() == settings
+    finally:
+        for name in settings_env(settings):
+            del os.environ[name]
