@@ -27,6 +27,16 @@ test: $(VENV)/.dev
 	$(PY) -m mypy
 	$(PY) -m pytest
 
+$(VENV)/.bench: $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[bench]'
+	touch $@
+
+bench: $(VENV)/.bench
+	$(PY) -m benchmarks
+
+stress: $(VENV)/.dev
+	$(PY) -m benchmarks.stress
+
 lint: $(VENV)/.dev
 	$(PY) -m ruff check tasks producer config tests benchmarks
 	$(PY) -m mypy
