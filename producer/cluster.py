@@ -39,12 +39,18 @@ class WorkerInfo:
 
 
 def online_workers(app: Celery, timeout: float = INSPECT_TIMEOUT) -> list[WorkerInfo]:
-    """The workers that answer a `stats` broadcast within `timeout` seconds."""
-    replies = app.control.inspect(timeout=timeout).stats() or {}
+    """The workers that answer a `stats` broadcast within `timeout` seconds.
+
+    A worker's first reply can come late (it is busy, or just started): when none answers,
+    ask once more with twice the patience before concluding there is none.
+    """
+    replies = (
+        app.control.inspect(timeout=timeout).stats() or app.control.inspect(timeout=2 * timeout).stats() or {}
+    )
     workers = []
     for name, stats in sorted(replies.items()):
         pool = stats.get("pool", {})
-        implementation = str(pool.get("implementation", "?")).rsplit(".", 1)[0].rsplit(":", 1)[0]
+        implementation = str(pool.get("implementation", "?")).split(":")[0]
         processes = int(pool.get("max-concurrency", len(pool.get("processes", [])) or 1))
         workers.append(WorkerInfo(name, implementation.rsplit(".", 1)[-1], processes, stats))
     return workers

@@ -9,6 +9,7 @@ reads all watched keys again, since messages published while disconnected are go
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 import uuid
@@ -76,6 +77,21 @@ class ResultHub:
         keys = [self.key(task_id) for task_id in task_ids]
         for start in range(0, len(keys), DELETE_BATCH):
             self.client.delete(*keys[start : start + DELETE_BATCH])
+
+    @staticmethod
+    def _map_key(map_id: str) -> str:
+        return f"farpool-map-{map_id}"
+
+    def save_map(self, map_id: str, chunk_ids: list[str], expires: int) -> None:
+        """Record a map_async's chunk ids, so that result(map_id) finds them from any process."""
+        self.client.set(self._map_key(map_id), json.dumps(chunk_ids), ex=expires)
+
+    def saved_map(self, map_id: str) -> list[str] | None:
+        stored = self.client.get(self._map_key(map_id))
+        return None if stored is None else list(json.loads(stored))
+
+    def forget_map(self, map_id: str) -> None:
+        self.client.delete(self._map_key(map_id))
 
     def _read_stored(self, keys: list[bytes]) -> None:
         for start in range(0, len(keys), DELETE_BATCH):

@@ -24,6 +24,7 @@ from producer.hub import ResultHub
 from producer.imap import IMapIterator
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, MapResult
+from tasks.backend import without_result_subscriptions
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
@@ -180,7 +181,8 @@ class Pool:
         if bar is not None:
             result._on_done(bar.close)
         if signatures:
-            group(signatures, app=self._app).apply_async()
+            with without_result_subscriptions():
+                group(signatures, app=self._app).apply_async()
         return result
 
     def map(
@@ -224,7 +226,7 @@ class Pool:
             chunk_ids,
             lengths,
             gather_id=map_id,
-            group_id=map_id,
+            saved_map=True,
             callback=local_callback,
             error_callback=error_callback,
             revoke=self._revoke,
@@ -233,8 +235,9 @@ class Pool:
         self._track(result.task_ids)
         gather = self._app.signature("farpool.gather", args=(chunk_ids,), options={"task_id": map_id})
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
-        self._app.GroupResult(map_id, [self._app.AsyncResult(i) for i in chunk_ids]).save()
-        chord(group(signatures, app=self._app), body, app=self._app).apply_async()
+        self._hub.save_map(map_id, chunk_ids, self._settings.result_expires)
+        with without_result_subscriptions():
+            chord(group(signatures, app=self._app), body, app=self._app).apply_async()
         return result
 
     def map_async(
@@ -277,7 +280,8 @@ class Pool:
         task_id = uuid()
         self._track([task_id])
         result = AsyncResult(self._hub, task_id, callback, error_callback, on_settled=self._settled)
-        self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id)
+        with without_result_subscriptions():
+            self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id)
         return result
 
     def apply(self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
@@ -306,7 +310,8 @@ class Pool:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
             signature = self._chunk_signature(name, items, start, star, label, timed=True)
             self._track([signature.id])
-            signature.apply_async()
+            with without_result_subscriptions():
+                signature.apply_async()
             return str(signature.id)
 
         def revoke(task_ids: list[str]) -> None:
@@ -350,18 +355,17 @@ class Pool:
 
     def attach(self, result_id: str) -> MapResult | AsyncResult:
         """The result of a map_async or apply_async sent by any producer, by its id."""
-        saved = self._app.GroupResult.restore(result_id, app=self._app)
-        if saved is None:
+        chunk_ids = self._hub.saved_map(result_id)
+        if chunk_ids is None:
             self._track([result_id])
             return AsyncResult(self._hub, result_id, on_settled=self._settled)
-        chunk_ids = [child.id for child in saved.results]
         result = MapResult(
             self._hub,
             result_id,
             chunk_ids,
             [0] * len(chunk_ids),
             gather_id=result_id,
-            group_id=result_id,
+            saved_map=True,
             revoke=self._revoke,
             on_settled=self._settled,
         )

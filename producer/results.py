@@ -154,7 +154,7 @@ class MapResult(_Result):
         chunk_lengths: Sequence[int],
         *,
         gather_id: str | None = None,
-        group_id: str | None = None,
+        saved_map: bool = False,
         callback: Callback | None = None,
         error_callback: Callback | None = None,
         on_progress: Callable[[int], object] | None = None,
@@ -169,7 +169,7 @@ class MapResult(_Result):
         self._chunks: list[Any] = [None] * len(self._chunk_ids)
         self._pending = set(self._chunk_ids)
         self._gather_id = gather_id
-        self._group_id = group_id
+        self._saved_map = saved_map
         self._on_progress = on_progress
         self._revoke = revoke
         self._on_settled = on_settled
@@ -222,8 +222,8 @@ class MapResult(_Result):
         ids = self.task_ids
         self._hub.unwatch(ids)
         self._hub.delete(ids)
-        if self._group_id is not None:
-            self._hub.client.delete(self._hub.backend.get_key_for_group(self._group_id))
+        if self._saved_map:
+            self._hub.forget_map(self.id)
         if leftovers:
             # Revoked or still-running chunks store a result later: delete it when it lands.
             self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))

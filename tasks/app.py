@@ -7,6 +7,7 @@ import sys
 from celery import Celery
 
 from config import Settings, SettingsError, celery_config, load_settings
+from tasks.backend import backend_setting
 
 
 class FarpoolCelery(Celery):
@@ -19,7 +20,9 @@ def create_app(settings: Settings) -> FarpoolCelery:
     """A Celery app configured from `settings`, its task modules imported."""
     app = FarpoolCelery("farpool", set_as_current=False)
     app.settings = settings
-    app.config_from_object(celery_config(settings))
+    conf = celery_config(settings)
+    conf["result_backend"] = backend_setting(settings.backend_url)
+    app.config_from_object(conf)
     return app
 
 

@@ -1,0 +1,145 @@
+"""The same calls on multiprocessing.Pool and on farpool: same results, same exception types."""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import producer
+from conftest import Cluster
+from producer import Pool
+from tasks.examples import add, fail_on, square
+
+
+# Plain functions for the stdlib side (Celery task objects run the same code on the workers).
+def plain_square(x: float) -> float:
+    return x * x
+
+
+def plain_add(a: float, b: float) -> float:
+    return a + b
+
+
+def plain_fail_on(x: int, bad: int = 3) -> int:
+    if x == bad:
+        raise ValueError(f"item {x} is bad")
+    return x
+
+
+@pytest.fixture(scope="module")
+def stdlib_pool() -> Iterator[Any]:
+    with multiprocessing.get_context("forkserver").Pool(2) as pool:
+        yield pool
+
+
+CASES: list[tuple[str, Callable[[Any, bool], Any]]] = [
+    ("map", lambda p, ours: p.map(square if ours else plain_square, range(37))),
+    ("map chunksize", lambda p, ours: p.map(square if ours else plain_square, range(37), 5)),
+    ("map empty", lambda p, ours: p.map(square if ours else plain_square, [])),
+    ("starmap", lambda p, ours: p.starmap(add if ours else plain_add, [(1, 2), (3, 4), (5, 6)])),
+    ("apply", lambda p, ours: p.apply(add if ours else plain_add, (2, 3))),
+    ("apply kwds", lambda p, ours: p.apply(fail_on if ours else plain_fail_on, (5,), {"bad": 4})),
+    ("imap", lambda p, ours: list(p.imap(square if ours else plain_square, range(25)))),
+    ("imap chunksize", lambda p, ours: list(p.imap(square if ours else plain_square, range(25), 4))),
+    (
+        "imap_unordered",
+        lambda p, ours: sorted(p.imap_unordered(square if ours else plain_square, range(25))),
+    ),
+    ("map_async", lambda p, ours: p.map_async(square if ours else plain_square, range(20)).get(60)),
+    (
+        "starmap_async",
+        lambda p, ours: p.starmap_async(add if ours else plain_add, [(1, 1), (2, 2)]).get(60),
+    ),
+    ("apply_async", lambda p, ours: p.apply_async(square if ours else plain_square, (9,)).get(60)),
+    ("map error", lambda p, ours: p.map(fail_on if ours else plain_fail_on, range(10), 2)),
+    ("starmap error", lambda p, ours: p.starmap(fail_on if ours else plain_fail_on, [(1,), (3,)])),
+    ("apply error", lambda p, ours: p.apply(fail_on if ours else plain_fail_on, (3,))),
+    ("imap error", lambda p, ours: list(p.imap(fail_on if ours else plain_fail_on, range(6)))),
+    (
+        "map_async error",
+        lambda p, ours: p.map_async(fail_on if ours else plain_fail_on, range(8), 2).get(60),
+    ),
+    ("apply_async error", lambda p, ours: p.apply_async(fail_on if ours else plain_fail_on, (3,)).get(60)),
+    ("map not iterable", lambda p, ours: p.map(square if ours else plain_square, 5)),
+]
+
+
+def outcome(call: Callable[[Any, bool], Any], pool: Any, ours: bool) -> tuple[str, Any]:
+    try:
+        return "value", call(pool, ours)
+    except Exception as error:  # noqa: BLE001 - comparing exception types is the point
+        return "raised", type(error)
+
+
+@pytest.mark.parametrize(("name", "call"), CASES, ids=[name for name, _ in CASES])
+def test_same_result_or_exception_type(
+    name: str, call: Callable[[Any, bool], Any], pool: Pool, stdlib_pool: Any
+) -> None:
+    assert outcome(call, pool, True) == outcome(call, stdlib_pool, False)
+
+
+def test_remote_traceback_is_attached_as_the_cause(pool: Pool) -> None:
+    with pytest.raises(ValueError, match="item 3 is bad") as caught:
+        pool.map(fail_on, range(6))
+    cause = caught.value.__cause__
+    assert type(cause).__name__ == "RemoteTraceback"
+    assert "fail_on" in str(cause) and "raise ValueError" in str(cause)
+
+
+def test_context_manager_exit_terminates(cluster: Cluster) -> None:
+    with cluster.pool() as pool:
+        pool.map(square, range(3))
+    with pytest.raises(ValueError, match="Pool not running"):
+        pool.map(square, range(3))
+
+
+def test_close_then_join_waits_for_outstanding_work(cluster: Cluster) -> None:
+    pool = cluster.pool()
+    results = [pool.apply_async(square, (n,)) for n in range(10)]
+    pool.close()
+    with pytest.raises(ValueError, match="Pool not running"):
+        pool.apply_async(square, (1,))
+    pool.join()
+    assert all(result.ready() for result in results)
+    assert [result.get(0) for result in results] == [n * n for n in range(10)]
+
+
+def test_join_before_close_is_an_error(pool: Pool) -> None:
+    with pytest.raises(ValueError, match="still running"):
+        pool.join()
+
+
+def test_callbacks_run_in_the_producer(pool: Pool) -> None:
+    got: list[Any] = []
+    errors: list[BaseException] = []
+    pool.map_async(square, range(5), callback=got.append).wait(60)
+    pool.apply_async(fail_on, (3,), error_callback=errors.append).wait(60)
+    assert got == [[0, 1, 4, 9, 16]]
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+
+
+def test_timeout_error_is_both_builtin_and_multiprocessing(pool: Pool) -> None:
+    result = pool.apply_async("tasks.examples.nap", (2,))
+    with pytest.raises(producer.TimeoutError) as caught:
+        result.get(timeout=0.05)
+    assert isinstance(caught.value, TimeoutError)
+    assert isinstance(caught.value, multiprocessing.TimeoutError)
+    assert result.get(timeout=60) == 2
+
+
+def test_successful_before_ready_is_a_value_error(pool: Pool) -> None:
+    result = pool.apply_async("tasks.examples.nap", (0.5,))
+    with pytest.raises(ValueError, match="not ready"):
+        result.successful()
+    result.wait(60)
+    assert result.successful()
+
+
+@pytest.mark.parametrize("chunksize", [0, -1, 1.5])
+def test_bad_chunksize_is_a_value_error_before_sending(pool: Pool, chunksize: Any) -> None:
+    # multiprocessing returns [None, ...] for chunksize=0; farpool refuses it.
+    with pytest.raises(ValueError, match="chunksize"):
+        pool.map(square, range(4), chunksize)
