@@ -9,11 +9,15 @@ from config.settings import Settings
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration mapping for these settings."""
-    transport_options = {
+    transport_options: dict[str, Any] = {
         # A chunk whose worker vanished without acking goes back on the queue after this
         # many seconds; it must exceed the longest chunk, or a chunk runs twice.
         "visibility_timeout": settings.visibility_timeout,
     }
+    if settings.sentinel_master:
+        transport_options["master_name"] = settings.sentinel_master
+    if settings.sentinel_password:
+        transport_options["sentinel_kwargs"] = {"password": settings.sentinel_password}
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.backend_url,

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: str | None = None
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
 
     @field_validator("broker_url")
     @classmethod
@@ -85,6 +87,11 @@ class Settings(BaseSettings):
     def _derive_backend(self) -> Settings:
         if self.result_backend is None:
             object.__setattr__(self, "result_backend", default_backend_for(self.broker_url))
+        for name, url in (("BROKER_URL", self.broker_url), ("RESULT_BACKEND", self.result_backend)):
+            if url and url.startswith("sentinel://") and not self.sentinel_master:
+                raise ValueError(
+                    f"{ENV_PREFIX}SENTINEL_MASTER: required when {ENV_PREFIX}{name} is sentinel://"
+                )
         return self
 
     @property
@@ -94,10 +101,8 @@ class Settings(BaseSettings):
 
 
 def default_backend_for(broker_url: str) -> str:
-    """The broker's own server, database 1 (sentinel URLs keep their database)."""
-    if broker_url.startswith("sentinel://"):
-        return broker_url
-    return urlunsplit(urlsplit(broker_url)._replace(path="/1"))
+    """The broker's own server (each sentinel of a sentinel:// list), database 1."""
+    return ";".join(urlunsplit(urlsplit(part)._replace(path="/1")) for part in broker_url.split(";"))
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -106,8 +111,10 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:
         first = error.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else "settings"
         message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across variables: its message names them
+            raise SettingsError(message) from None
+        field = str(first["loc"][0])
         raw = os.environ.get(ENV_PREFIX + field.upper())
         shown = f" (got {mask_url(raw)!r})" if raw is not None and "URL" not in message else ""
         raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}{shown}") from None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -25,7 +27,7 @@ class FarpoolGroup(click.Group):
     """Turns every error into one line on stderr and an exit code (a traceback with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = "--debug" in sys.argv
+        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
@@ -34,10 +36,52 @@ class FarpoolGroup(click.Group):
             if debug:
                 raise
             fail(str(error), USAGE_ERROR)
+        except (TypeError, ValueError) as error:
+            if debug or getattr(error, "__cause__", None) is not None:
+                raise_task_error(error, debug)
+            fail(str(error), USAGE_ERROR)
         except Exception as error:
-            if debug:
-                raise
-            fail(f"{type(error).__name__}: {error}", TASK_ERROR)
+            raise_task_error(error, debug)
+
+
+def raise_task_error(error: Exception, debug: bool) -> NoReturn:
+    if debug:
+        raise error
+    fail(f"{type(error).__name__}: {error}", TASK_ERROR)
+
+
+def parse_json(values: Sequence[str], what: str) -> list[Any]:
+    parsed = []
+    for index, text in enumerate(values):
+        try:
+            parsed.append(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}") from None
+    return parsed
+
+
+def parse_range(text: str) -> range:
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        return range(*(int(part) for part in parts))
+    except ValueError:
+        raise click.UsageError(f"bad --range {text!r}: expected START:STOP or START:STOP:STEP") from None
+
+
+def items_from(items: Sequence[str], span: str | None) -> list[Any] | range:
+    if span is not None and items:
+        raise click.UsageError("give ITEMS or --range, not both")
+    if span is not None:
+        return parse_range(span)
+    if not items:
+        raise click.UsageError("no items: give ITEMS (JSON values) or --range START:STOP")
+    return parse_json(items, "item")
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value))
 
 
 @click.group(cls=FarpoolGroup)
@@ -59,6 +103,165 @@ def demo() -> None:
     click.echo(f"Result: {result}")
 
 
+def map_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.argument("task"),
+            click.argument("items", nargs=-1),
+            click.option("--range", "span", metavar="A:B", help="Map over range(A, B[, STEP])."),
+            click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@cli.command("map")
+@map_options
+@click.option("--unordered", is_flag=True, help="imap_unordered: print results as they arrive.")
+@click.option("--lines", is_flag=True, help="One JSON value per line, streamed (imap).")
+@click.option("--progress", is_flag=True, help="A progress bar on stderr.")
+def map_command(
+    task: str,
+    items: Sequence[str],
+    span: str | None,
+    chunksize: int | None,
+    unordered: bool,
+    lines: bool,
+    progress: bool,
+) -> None:
+    """TASK over ITEMS (JSON values) or --range; prints a JSON list, or JSON lines."""
+    from producer.pool import Pool
+
+    values = items_from(items, span)
+    with Pool() as pool:
+        if unordered or lines:
+            imap = pool.imap_unordered if unordered else pool.imap
+            for value in imap(task, values, chunksize, progress=progress):
+                echo_json(value)
+        else:
+            echo_json(pool.map(task, values, chunksize, progress=progress))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk.")
+@click.option("--progress", is_flag=True, help="A progress bar on stderr.")
+def starmap(task: str, items: Sequence[str], chunksize: int | None, progress: bool) -> None:
+    """TASK(*args) for each ITEM, a JSON array of arguments; prints a JSON list."""
+    from producer.pool import Pool
+
+    with Pool() as pool:
+        echo_json(pool.starmap(task, parse_json(items, "item"), chunksize, progress=progress))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("args", nargs=-1)
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+def apply(task: str, args: Sequence[str], kwargs_json: str) -> None:
+    """One call TASK(*ARGS, **KWARGS); ARGS are JSON values. Prints the JSON result."""
+    from producer.pool import Pool
+
+    (kwargs,) = parse_json([kwargs_json], "--kwargs")
+    if not isinstance(kwargs, dict):
+        raise click.UsageError("--kwargs must be a JSON object")
+    with Pool() as pool:
+        echo_json(pool.apply(task, parse_json(args, "argument"), kwargs))
+
+
+@cli.command()
+@map_options
+def submit(task: str, items: Sequence[str], span: str | None, chunksize: int | None) -> None:
+    """map_async TASK over ITEMS or --range; prints the id for `farpool result ID`."""
+    from producer.pool import Pool
+
+    values = items_from(items, span)
+    pool = Pool(start_local=False)
+    try:
+        click.echo(pool.map_async(task, values, chunksize).id)
+    finally:
+        pool.detach()
+
+
+@cli.command()
+@click.argument("result_id")
+@click.option("--timeout", type=float, help="Seconds to wait (exit 1 if not ready).")
+def result(result_id: str, timeout: float | None) -> None:
+    """The result of a `farpool submit` (or any map_async) by its id, as JSON."""
+    from producer.pool import Pool
+
+    with Pool(start_local=False) as pool:
+        echo_json(pool.attach(result_id).get(timeout))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cluster(as_json: bool) -> None:
+    """The online workers: host, pool, processes, cores, load, memory; and the queue depth."""
+    from producer.cluster import online_workers, queue_depth
+    from tasks import app
+
+    workers = online_workers(app)
+    depth = queue_depth(app, app.settings.queue)
+    if as_json:
+        rows = [worker.__dict__ for worker in workers]
+        echo_json(
+            {
+                "broker": mask_url(app.settings.broker_url),
+                "queue": app.settings.queue,
+                "queue_depth": depth,
+                "workers": rows,
+            }
+        )
+        return
+    click.echo(f"broker {mask_url(app.settings.broker_url)}, queue {app.settings.queue!r}: {depth} waiting")
+    table(
+        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total"],
+        [
+            [
+                w.name,
+                w.host,
+                w.pool,
+                str(w.processes),
+                str(w.cores),
+                " ".join(f"{x:.2f}" for x in w.load),
+                memory(w.memory_available, w.memory_total),
+            ]
+            for w in workers
+        ],
+    )
+    total = sum(w.processes for w in workers)
+    click.echo(f"{len(workers)} worker(s), {total} processes")
+    if not workers:
+        fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
+
+
+def memory(available: int | None, total: int | None) -> str:
+    if not total:
+        return "?"
+    return f"{(available or 0) / 2**30:.1f}/{total / 2**30:.1f} GiB"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> None:
+    rows = [header, *rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def bench(ctx: click.Context) -> None:
+    """The benchmarks of benchmarks/ (run from the project folder); options pass through."""
+    try:
+        benchmarks = importlib.import_module("benchmarks.__main__")
+    except ImportError as error:
+        fail(f"the benchmarks are not importable here ({error}): run from the project folder", USAGE_ERROR)
+    sys.exit(benchmarks.main(list(ctx.args)))
+
+
 @cli.command()
 @click.option("--flower", is_flag=True, help="Also run Flower (FARPOOL_FLOWER_* settings).")
 def up(flower: bool) -> None:
@@ -67,29 +270,31 @@ def up(flower: bool) -> None:
     from tasks import app
 
     stop = threading.Event()
-    _on_signals(lambda: stop.set())
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     cluster = LocalCluster(app.settings, app, flower=flower, quiet=False)
     with cluster.start():
-        where = mask_url(app.settings.broker_url)
         flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
         extra = f", Flower on {flower_url}" if flower else ""
-        click.echo(f"farpool: cluster up on {where}{extra}; Ctrl-C stops it", err=True)
+        click.echo(
+            f"farpool: cluster up on {mask_url(app.settings.broker_url)}{extra}; Ctrl-C stops it", err=True
+        )
         while not stop.wait(0.5):
             if any(process.poll() is not None for process in cluster.processes):
                 fail("a cluster process exited; stopping", TASK_ERROR)
     click.echo("farpool: cluster stopped", err=True)
 
 
-def _on_signals(handler: Callable[[], None]) -> None:
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: handler())
-
-
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     try:
-        cli(prog_name="farpool")
+        code = cli.main(args=argv, prog_name="farpool", standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted", TASK_ERROR)
+    except click.ClickException as error:
+        fail(error.format_message(), USAGE_ERROR)
     except SettingsError as error:
         fail(str(error), USAGE_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

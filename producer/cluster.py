@@ -26,34 +26,52 @@ STOP_GRACE = 20.0
 
 @dataclass(frozen=True)
 class WorkerInfo:
-    """One online worker, as its `stats` reply describes it."""
+    """One online worker, as its `farpool_info` reply (tasks/control.py) describes it."""
 
     name: str
+    host: str
     pool: str
     processes: int
-    stats: dict[str, Any]
+    queues: tuple[str, ...]
+    cores: int
+    load: tuple[float, ...]
+    memory_total: int | None
+    memory_available: int | None
 
-    @property
-    def host(self) -> str:
-        return self.name.split("@", 1)[-1]
+
+def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
+    memory = reply.get("memory", {})
+    return WorkerInfo(
+        name=name,
+        host=str(reply.get("host", name.split("@", 1)[-1])),
+        pool=str(reply.get("pool", "?")),
+        processes=int(reply.get("processes", 0)),
+        queues=tuple(reply.get("queues", ())),
+        cores=int(reply.get("cores", 0)),
+        load=tuple(reply.get("load", ())),
+        memory_total=memory.get("total"),
+        memory_available=memory.get("available"),
+    )
 
 
-def online_workers(app: Celery, timeout: float = INSPECT_TIMEOUT) -> list[WorkerInfo]:
-    """The workers that answer a `stats` broadcast within `timeout` seconds.
+def _ask_workers(app: Celery, timeout: float) -> list[WorkerInfo]:
+    replies = app.control.broadcast("farpool_info", reply=True, timeout=timeout) or []
+    return sorted(
+        (_worker_info(name, answer) for reply in replies for name, answer in reply.items()),
+        key=lambda worker: worker.name,
+    )
+
+
+def online_workers(
+    app: Celery, timeout: float = INSPECT_TIMEOUT, queue: str | None = None
+) -> list[WorkerInfo]:
+    """The workers consuming `queue` (all workers if None) that answer within `timeout` s.
 
     A worker's first reply can come late (it is busy, or just started): when none answers,
     ask once more with twice the patience before concluding there is none.
     """
-    replies = (
-        app.control.inspect(timeout=timeout).stats() or app.control.inspect(timeout=2 * timeout).stats() or {}
-    )
-    workers = []
-    for name, stats in sorted(replies.items()):
-        pool = stats.get("pool", {})
-        implementation = str(pool.get("implementation", "?")).split(":")[0]
-        processes = int(pool.get("max-concurrency", len(pool.get("processes", [])) or 1))
-        workers.append(WorkerInfo(name, implementation.rsplit(".", 1)[-1], processes, stats))
-    return workers
+    workers = _ask_workers(app, timeout) or _ask_workers(app, 2 * timeout)
+    return [worker for worker in workers if queue is None or queue in worker.queues]
 
 
 def worker_command(settings: Settings, node_name: str, loglevel: str = "INFO") -> list[str]:
@@ -74,8 +92,12 @@ def worker_command(settings: Settings, node_name: str, loglevel: str = "INFO") -
     ]
 
 
+FLOWER_TASK_COLUMNS = "name,args,state,received,runtime,worker"
+
+
 def flower_command(settings: Settings) -> list[str]:
-    command = [
+    """`celery -A tasks flower` with the args column (farpool's chunk labels) shown."""
+    return [
         sys.executable,
         "-m",
         "celery",
@@ -84,10 +106,13 @@ def flower_command(settings: Settings) -> list[str]:
         "flower",
         f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
+        f"--tasks-columns={FLOWER_TASK_COLUMNS}",
     ]
-    if settings.flower_basic_auth:
-        command.append(f"--basic-auth={settings.flower_basic_auth}")
-    return command
+
+
+def flower_env(settings: Settings) -> dict[str, str]:
+    """Flower's basic auth, passed in its environment where `ps` cannot show it."""
+    return {"FLOWER_BASIC_AUTH": settings.flower_basic_auth} if settings.flower_basic_auth else {}
 
 
 class LocalCluster:
@@ -111,8 +136,8 @@ class LocalCluster:
         self._quiet = quiet
         self._log = log
 
-    def _spawn(self, command: list[str]) -> subprocess.Popen[bytes]:
-        env = {**os.environ, **settings_env(self.settings)}
+    def _spawn(self, command: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **settings_env(self.settings), **(extra_env or {})}
         output: Any = None
         if self._quiet:
             log_dir = Path(self.settings.data_dir)
@@ -144,7 +169,7 @@ class LocalCluster:
         try:
             worker = self._spawn(worker_command(self.settings, self.node_name))
             if self.flower:
-                self._spawn(flower_command(self.settings))
+                self._spawn(flower_command(self.settings), flower_env(self.settings))
             self._wait_for_worker(worker)
         except BaseException:
             self.stop()
@@ -199,3 +224,9 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     if process.poll() is None:
         process.wait()
+
+
+def queue_depth(app: Celery, queue: str) -> int:
+    """Messages waiting in `queue` on the broker."""
+    with app.connection_for_read() as connection:
+        return int(connection.default_channel.queue_declare(queue, passive=True).message_count)

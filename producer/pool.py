@@ -36,6 +36,8 @@ class Pool:
     `processes` plays the stdlib's part in the default chunksize and the imap window; the
     cluster's own size is set where the workers run (FARPOOL_CONCURRENCY on each host).
     `initializer` and `maxtasksperchild` belong to the workers and are refused here.
+    With no worker online and a loopback broker, the pool starts a local worker for its
+    lifetime unless `start_local` is False (then NoWorkersError says how to start one).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Pool:
         context: object = None,
         *,
         app: Celery | None = None,
+        start_local: bool = True,
     ) -> None:
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
@@ -67,9 +70,11 @@ class Pool:
         self._local = LocalCluster(self._settings, self._app)
         self._local.start_broker()
         try:
-            workers = [] if self._local.started_broker else online_workers(self._app)
+            workers = (
+                [] if self._local.started_broker else online_workers(self._app, queue=self._settings.queue)
+            )
             if not workers:
-                self._start_local_worker()
+                self._start_local_worker(start_local)
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
@@ -79,12 +84,15 @@ class Pool:
             raise
         atexit.register(_stop_at_exit, weakref.ref(self))
 
-    def _start_local_worker(self) -> None:
+    def _start_local_worker(self, allowed: bool) -> None:
         url = self._settings.broker_url
         address = server_address(url)
         local = address is not None and address.is_loopback
-        if not local or self._settings.embedded_broker == "never":
-            raise NoWorkersError(f"no worker is online at {mask_url(url)}: {HOW_TO_START_A_WORKER}")
+        if not (allowed and local and self._settings.embedded_broker == "auto"):
+            raise NoWorkersError(
+                f"no worker consumes queue {self._settings.queue!r} at {mask_url(url)}: "
+                f"{HOW_TO_START_A_WORKER}"
+            )
         broker = "embedded broker + " if self._local.started_broker else ""
         print(
             f"farpool: no worker online at {mask_url(url)}; starting a local cluster "
@@ -133,7 +141,7 @@ class Pool:
     ) -> tuple[list[Signature], list[int]]:
         self._check_running()
         check_chunksize(chunksize)
-        name = task_name(func)
+        name = task_name(func, self._app)
         items = list(iterable)
         if star:
             items = star_items(items)
@@ -273,7 +281,7 @@ class Pool:
     ) -> AsyncResult:
         """func(*args, **kwds) as one task."""
         self._check_running()
-        name = task_name(func)
+        name = task_name(func, self._app)
         kwds = dict(kwds or {})
         check_json(list(args))
         check_json([kwds])
@@ -301,7 +309,7 @@ class Pool:
     ) -> IMapIterator:
         self._check_running()
         check_chunksize(chunksize)
-        name = task_name(func)
+        name = task_name(func, self._app)
         short = name.rsplit(".", 1)[-1]
         bar = self._progress_bar(None, progress)
         sequence = iter(range(1, sys.maxsize))
@@ -398,6 +406,16 @@ class Pool:
                 self._hub.delete(outstanding)
         finally:
             self._shutdown()
+
+    def detach(self) -> None:
+        """Close the pool and release it without revoking what is in flight.
+
+        For work collected later, from any process, with producer.result(id).
+        """
+        self.close()
+        with self._outstanding_lock:
+            self._outstanding.clear()
+        self._shutdown()
 
     def join(self) -> None:
         """Wait for all submitted work (after close()), then release the pool's resources."""

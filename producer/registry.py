@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
 import tasks
 from tasks.chunks import INTERNAL_PREFIXES
@@ -15,8 +16,12 @@ HOW_TO_REGISTER = (
 )
 
 
-def task_name(func: Any) -> str:
-    """The registered name of `func` (a task or a name); TypeError/ValueError before sending."""
+def task_name(func: Any, app: Celery) -> str:
+    """The registered name of `func` (a task or a name); TypeError/ValueError before sending.
+
+    Tasks register on farpool's app (`from tasks import app`); the modules in `app`'s
+    FARPOOL_INCLUDE are imported on first need, as the workers import them.
+    """
     if isinstance(func, Task):
         name = str(func.name)
     elif isinstance(func, str):
@@ -27,7 +32,8 @@ def task_name(func: Any) -> str:
         raise ValueError(f"task {name!r} is internal to Celery or farpool and cannot be mapped")
     registry = tasks.app.tasks
     if name not in registry:
-        tasks.app.loader.import_default_modules()
+        for module in app.conf.include:
+            importlib.import_module(module)
     if name not in registry:
         raise ValueError(f"no task named {name!r} is registered: {HOW_TO_REGISTER}")
     return name

@@ -43,6 +43,7 @@ class _Result:
         self._error_callback = error_callback
         self._event = threading.Event()
         self._lock = threading.Lock()
+        self._settling = False
         self._done_callbacks: list[Callable[[], None]] = []
         self._value: Any = None
         self._error: BaseException | None = None
@@ -70,18 +71,31 @@ class _Result:
             raise self._error
         return self._value
 
-    def _finish(self, value: Any = None, error: BaseException | None = None) -> bool:
-        """Settle once; returns False if already settled."""
+    def _finish(
+        self,
+        value: Any = None,
+        error: BaseException | None = None,
+        cleanup: Callable[[], None] | None = None,
+    ) -> bool:
+        """Settle once (False if already settled): cleanup, callbacks, then wake the waiters.
+
+        Waiters wake last, as in multiprocessing, so that whoever returns from get() finds
+        the keys deleted and the pool's bookkeeping done.
+        """
         with self._lock:
-            if self._event.is_set():
+            if self._settling:
                 return False
-            self._value, self._error = value, error
-            self._event.set()
-            done_callbacks, self._done_callbacks = self._done_callbacks, []
+            self._settling = True
+        if cleanup is not None:
+            cleanup()
         if error is None and self._callback is not None:
             self._callback(value)
         if error is not None and self._error_callback is not None:
             self._error_callback(error)
+        with self._lock:
+            self._value, self._error = value, error
+            self._event.set()
+            done_callbacks, self._done_callbacks = self._done_callbacks, []
         for done in done_callbacks:
             done()
         return True
@@ -130,13 +144,15 @@ class AsyncResult(_Result):
         hub.watch([task_id], self._arrived)
 
     def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+        def cleanup() -> None:
+            self._hub.delete([task_id])
+            if self._on_settled is not None:
+                self._on_settled([task_id])
+
         if meta["status"] == states.SUCCESS:
-            self._finish(meta["result"])
+            self._finish(meta["result"], cleanup=cleanup)
         else:
-            self._finish(error=remote_error(meta))
-        self._hub.delete([task_id])
-        if self._on_settled is not None:
-            self._on_settled([task_id])
+            self._finish(error=remote_error(meta), cleanup=cleanup)
 
 
 class MapResult(_Result):
@@ -217,15 +233,16 @@ class MapResult(_Result):
     def _settle(
         self, value: Any = None, error: BaseException | None = None, leftovers: Sequence[str] = ()
     ) -> None:
-        if not self._finish(value, error):
-            return
-        ids = self.task_ids
-        self._hub.unwatch(ids)
-        self._hub.delete(ids)
-        if self._saved_map:
-            self._hub.forget_map(self.id)
-        if leftovers:
-            # Revoked or still-running chunks store a result later: delete it when it lands.
-            self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
-        if self._on_settled is not None:
-            self._on_settled(ids)
+        def cleanup() -> None:
+            ids = self.task_ids
+            self._hub.unwatch(ids)
+            self._hub.delete(ids)
+            if self._saved_map:
+                self._hub.forget_map(self.id)
+            if leftovers:
+                # Revoked or still-running chunks store a result later: delete it when it lands.
+                self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
+            if self._on_settled is not None:
+                self._on_settled(ids)
+
+        self._finish(value, error, cleanup)

@@ -48,3 +48,9 @@ def nap(seconds: float) -> float:
     """Sleep, then return `seconds`: a stand-in for a slow or hanging call."""
     time.sleep(seconds)
     return seconds
+
+
+@app.task(name="tasks.examples.as_set")
+def as_set(x: int) -> object:
+    """{x} for x > 1: a result JSON cannot carry, for the error path."""
+    return {x} if x > 1 else x

@@ -19,6 +19,9 @@ import pytest
 # The default app must never reach a server the suite did not start.
 os.environ["FARPOOL_BROKER_URL"] = "redis://127.0.0.1:1/0"
 os.environ["FARPOOL_EMBEDDED_BROKER"] = "never"
+# Workers import the user task module tests/usertasks.py, as FARPOOL_INCLUDE lets users do.
+TESTS_DIR = str(Path(__file__).parent)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
@@ -63,6 +66,7 @@ def cluster_settings(broker_url: str, data_dir: Path, **overrides: object) -> Se
         concurrency=2,
         embedded_broker="never",
         data_dir=str(data_dir),
+        include=("usertasks",),
         **overrides,
     )
 
@@ -90,7 +94,8 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     local.start_worker()
     yield Cluster(request.param, settings, app, local)
     local.stop()
-    app.backend.client.delete(settings.queue)
+    queue = settings.queue
+    app.backend.client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     app.close()
 
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import redis
 
 FARPOOL = [sys.executable, "-m", "producer"]
+CATCH_UP_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 def run_cli(
@@ -28,4 +34,31 @@ def run_cli(
 
 
 def result_keys(client: redis.Redis) -> set[bytes]:
-    return set(client.scan_iter(match=b"celery-task*-meta-*", count=1000))
+    """Result keys in the backend, less Celery's chord-done markers (`….c`): those stop a
+    redelivered chunk from firing a chord's callback twice, and expire by themselves."""
+    keys = client.scan_iter(match=b"celery-task*-meta-*", count=1000)
+    return {key for key in keys if not key.endswith(b".c")}
+
+
+def poll(condition: Callable[[], T | None], what: str, timeout: float = CATCH_UP_TIMEOUT) -> T:
+    """condition()'s first truthy value, polled every 0.2 s; AssertionError after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = condition()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f} s (last: {last!r:.500})")
+        time.sleep(0.2)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL for its whole process group: nothing is left running."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

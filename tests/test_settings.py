@@ -61,6 +61,19 @@ def test_bad_value_is_one_line_naming_the_variable(
     assert "\n" not in message
 
 
+def test_sentinel_needs_the_master_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FARPOOL_BROKER_URL", "sentinel://:pw@s1:26379;sentinel://:pw@s2:26379")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == ("FARPOOL_SENTINEL_MASTER: required when FARPOOL_BROKER_URL is sentinel://")
+    monkeypatch.setenv("FARPOOL_SENTINEL_MASTER", "mymaster")
+    settings = load_settings()
+    assert settings.result_backend == "sentinel://:pw@s1:26379/1;sentinel://:pw@s2:26379/1"
+    options = celery_config(settings)["broker_transport_options"]
+    assert options["master_name"] == "mymaster"
+    assert celery_config(settings)["result_backend_transport_options"] == options
+
+
 def test_bad_url_error_masks_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FARPOOL_BROKER_URL", "amqp://user:s3cret@host/")
     with pytest.raises(SettingsError) as caught:
