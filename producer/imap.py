@@ -64,7 +64,9 @@ class IMapIterator(Iterator[Any]):
         star: bool,
         on_progress: Callable[[int], object] | None = None,
         on_chunk_done: Callable[[list[str]], object] | None = None,
+        task_name: str | None = None,
     ) -> None:
+        self._task_name = task_name
         self._hub = hub
         self._on_chunk_done = on_chunk_done
         self._submit = submit
@@ -140,7 +142,7 @@ class IMapIterator(Iterator[Any]):
             self._on_chunk_done([task_id])
         if meta["status"] != states.SUCCESS:
             self.close()
-            raise remote_error(meta)
+            raise remote_error(meta, self._task_name)
         compute, values = meta["result"]
         if self._sizer is not None:
             self._sizer.observe(length, compute, arrived - sent)

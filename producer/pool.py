@@ -27,6 +27,20 @@ from producer.results import AsyncResult, Callback, MapResult
 from tasks.backend import without_result_subscriptions
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
+
+
+def check_timeout(timeout: float | None) -> None:
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+
+
+def time_limits(timeout: float, items: int) -> dict[str, float]:
+    """Celery's limits for a message of `items` calls of at most `timeout` seconds each."""
+    soft = timeout * items
+    return {"soft_time_limit": soft, "time_limit": soft + max(HARD_LIMIT_GRACE, timeout)}
+
+
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
 
 
@@ -127,20 +141,31 @@ class Pool:
     # -- map and starmap ----------------------------------------------------------------------
 
     def _chunk_signature(
-        self, name: str, items: Sequence[Any], start: int, star: bool, label: str, timed: bool = False
+        self,
+        name: str,
+        items: Sequence[Any],
+        start: int,
+        star: bool,
+        label: str,
+        timed: bool = False,
+        timeout: float | None = None,
     ) -> Signature:
         executor = "farpool.starmap_chunk" if star else "farpool.map_chunk"
-        return self._app.signature(
-            executor,
-            args=(name, items, start, timed) if timed else (name, items, start),
-            options={"task_id": uuid(), "argsrepr": label},
-        )
+        args: tuple[Any, ...] = (name, items, start)
+        options: dict[str, Any] = {"task_id": uuid(), "argsrepr": label}
+        if timeout is not None:
+            args += (timed, timeout)
+            options.update(time_limits(timeout, len(items)))
+        elif timed:
+            args += (timed,)
+        return self._app.signature(executor, args=args, options=options)
 
     def _map_signatures(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool
-    ) -> tuple[list[Signature], list[int]]:
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
+    ) -> tuple[str, list[Signature], list[int]]:
         self._check_running()
         check_chunksize(chunksize)
+        check_timeout(timeout)
         name = task_name(func, self._app)
         items = list(iterable)
         if star:
@@ -156,10 +181,11 @@ class Pool:
                 index * size,
                 star,
                 f"{short} × {len(chunk)} items [chunk {index + 1}/{len(chunks)}]",
+                timeout=timeout,
             )
             for index, chunk in enumerate(chunks)
         ]
-        return signatures, [len(chunk) for chunk in chunks]
+        return name, signatures, [len(chunk) for chunk in chunks]
 
     def _map(
         self,
@@ -168,10 +194,11 @@ class Pool:
         chunksize: int | None,
         star: bool,
         progress: bool,
+        timeout: float | None,
         callback: Callback | None = None,
         error_callback: Callback | None = None,
     ) -> MapResult:
-        signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         bar = self._progress_bar(sum(lengths), progress)
         chunk_ids = [signature.id for signature in signatures]
         self._track(chunk_ids)
@@ -185,6 +212,7 @@ class Pool:
             on_progress=bar.update if bar is not None else None,
             revoke=self._revoke,
             on_settled=self._settled,
+            task_name=name,
         )
         if bar is not None:
             result._on_done(bar.close)
@@ -200,9 +228,14 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: bool = False,
+        timeout: float | None = None,
     ) -> list[Any]:
-        """[func(x) for x in iterable], computed on the cluster in chunks; blocks."""
-        return self._map(func, iterable, chunksize, False, progress).get()  # type: ignore[no-any-return]
+        """[func(x) for x in iterable], computed on the cluster in chunks; blocks.
+
+        `timeout`: seconds each item may run (a chunk of n items gets n × timeout, enforced by
+        Celery's soft limit, then its hard limit); past it, producer.TimeoutError.
+        """
+        return self._map(func, iterable, chunksize, False, progress, timeout).get()  # type: ignore[no-any-return]
 
     def starmap(
         self,
@@ -211,9 +244,10 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: bool = False,
+        timeout: float | None = None,
     ) -> list[Any]:
         """[func(*args) for args in iterable], as map."""
-        return self._map(func, iterable, chunksize, True, progress).get()  # type: ignore[no-any-return]
+        return self._map(func, iterable, chunksize, True, progress, timeout).get()  # type: ignore[no-any-return]
 
     def _map_async(
         self,
@@ -223,8 +257,9 @@ class Pool:
         star: bool,
         callback: Callback | Signature | None,
         error_callback: Callback | None,
+        timeout: float | None,
     ) -> MapResult:
-        signatures, lengths = self._map_signatures(func, iterable, chunksize, star)
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         map_id = uuid()
         chunk_ids = [signature.id for signature in signatures]
         local_callback = None if isinstance(callback, Signature) else callback
@@ -239,6 +274,7 @@ class Pool:
             error_callback=error_callback,
             revoke=self._revoke,
             on_settled=self._settled,
+            task_name=name,
         )
         self._track(result.task_ids)
         gather = self._app.signature("farpool.gather", args=(chunk_ids,), options={"task_id": map_id})
@@ -255,9 +291,11 @@ class Pool:
         chunksize: int | None = None,
         callback: Callback | Signature | None = None,
         error_callback: Callback | None = None,
+        *,
+        timeout: float | None = None,
     ) -> MapResult:
         """A chord of chunks and a gather task; the MapResult's id re-attaches with result(id)."""
-        return self._map_async(func, iterable, chunksize, False, callback, error_callback)
+        return self._map_async(func, iterable, chunksize, False, callback, error_callback, timeout)
 
     def starmap_async(
         self,
@@ -266,8 +304,10 @@ class Pool:
         chunksize: int | None = None,
         callback: Callback | Signature | None = None,
         error_callback: Callback | None = None,
+        *,
+        timeout: float | None = None,
     ) -> MapResult:
-        return self._map_async(func, iterable, chunksize, True, callback, error_callback)
+        return self._map_async(func, iterable, chunksize, True, callback, error_callback, timeout)
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -278,23 +318,36 @@ class Pool:
         kwds: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         error_callback: Callback | None = None,
+        *,
+        timeout: float | None = None,
     ) -> AsyncResult:
-        """func(*args, **kwds) as one task."""
+        """func(*args, **kwds) as one task; `timeout` as in map."""
         self._check_running()
+        check_timeout(timeout)
         name = task_name(func, self._app)
         kwds = dict(kwds or {})
         check_json(list(args))
         check_json([kwds])
         task_id = uuid()
         self._track([task_id])
-        result = AsyncResult(self._hub, task_id, callback, error_callback, on_settled=self._settled)
+        result = AsyncResult(
+            self._hub, task_id, callback, error_callback, on_settled=self._settled, task_name=name
+        )
+        limits = time_limits(timeout, 1) if timeout is not None else {}
         with without_result_subscriptions():
-            self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id)
+            self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id, **limits)
         return result
 
-    def apply(self, func: Any, args: Sequence[Any] = (), kwds: Mapping[str, Any] | None = None) -> Any:
+    def apply(
+        self,
+        func: Any,
+        args: Sequence[Any] = (),
+        kwds: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Any:
         """func(*args, **kwds) on the cluster; blocks for the value."""
-        return self.apply_async(func, args, kwds).get()
+        return self.apply_async(func, args, kwds, timeout=timeout).get()
 
     # -- imap ----------------------------------------------------------------------------------
 
@@ -306,9 +359,11 @@ class Pool:
         ordered: bool,
         star: bool,
         progress: bool,
+        timeout: float | None,
     ) -> IMapIterator:
         self._check_running()
         check_chunksize(chunksize)
+        check_timeout(timeout)
         name = task_name(func, self._app)
         short = name.rsplit(".", 1)[-1]
         bar = self._progress_bar(None, progress)
@@ -316,7 +371,7 @@ class Pool:
 
         def submit(items: list[Any], start: int) -> str:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
-            signature = self._chunk_signature(name, items, start, star, label, timed=True)
+            signature = self._chunk_signature(name, items, start, star, label, True, timeout)
             self._track([signature.id])
             with without_result_subscriptions():
                 signature.apply_async()
@@ -337,6 +392,7 @@ class Pool:
             star=star,
             on_progress=bar.update if bar is not None else None,
             on_chunk_done=self._settled,
+            task_name=name,
         )
 
     def imap(
@@ -346,9 +402,10 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: bool = False,
+        timeout: float | None = None,
     ) -> IMapIterator:
         """Lazily, func(x) for each x in order; no chunksize: adaptive chunks."""
-        return self._imap(func, iterable, chunksize, True, False, progress)
+        return self._imap(func, iterable, chunksize, True, False, progress, timeout)
 
     def imap_unordered(
         self,
@@ -357,9 +414,10 @@ class Pool:
         chunksize: int | None = None,
         *,
         progress: bool = False,
+        timeout: float | None = None,
     ) -> IMapIterator:
         """Lazily, func(x) for each x in the order the results arrive."""
-        return self._imap(func, iterable, chunksize, False, False, progress)
+        return self._imap(func, iterable, chunksize, False, False, progress, timeout)
 
     def attach(self, result_id: str) -> MapResult | AsyncResult:
         """The result of a map_async or apply_async sent by any producer, by its id."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import threading
 from collections.abc import Callable, Generator, Sequence
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
 from celery import states
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 
 from producer.errors import TimeoutError
 from producer.hub import ResultHub
@@ -16,10 +18,18 @@ from producer.hub import ResultHub
 Callback = Callable[[Any], object]
 
 
-def remote_error(meta: dict[str, Any]) -> BaseException:
-    """The task's own exception, its remote traceback attached as the cause (as multiprocessing)."""
+def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseException:
+    """The task's own exception, its remote traceback attached as the cause (as multiprocessing).
+
+    A time limit reached on the worker becomes producer.TimeoutError naming the task.
+    """
     stored: object = meta["result"]
-    if isinstance(stored, BaseException):
+    if type(stored) is builtins.TimeoutError:
+        error: BaseException = TimeoutError(*stored.args)
+    elif isinstance(stored, (SoftTimeLimitExceeded, TimeLimitExceeded)):
+        what = f"task {task_name!r}" if task_name else "the task"
+        error = TimeoutError(f"{what} exceeded its time limit ({type(stored).__name__}: {stored})")
+    elif isinstance(stored, BaseException):
         error = stored
     else:
         error = RuntimeError(f"task ended in state {meta['status']}: {stored!r}")
@@ -137,10 +147,12 @@ class AsyncResult(_Result):
         callback: Callback | None = None,
         error_callback: Callback | None = None,
         on_settled: Callable[[list[str]], None] | None = None,
+        task_name: str | None = None,
     ) -> None:
         super().__init__(task_id, callback, error_callback)
         self._hub = hub
         self._on_settled = on_settled
+        self._task_name = task_name
         hub.watch([task_id], self._arrived)
 
     def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
@@ -152,7 +164,7 @@ class AsyncResult(_Result):
         if meta["status"] == states.SUCCESS:
             self._finish(meta["result"], cleanup=cleanup)
         else:
-            self._finish(error=remote_error(meta), cleanup=cleanup)
+            self._finish(error=remote_error(meta, self._task_name), cleanup=cleanup)
 
 
 class MapResult(_Result):
@@ -176,8 +188,10 @@ class MapResult(_Result):
         on_progress: Callable[[int], object] | None = None,
         revoke: Callable[[list[str]], None] | None = None,
         on_settled: Callable[[list[str]], None] | None = None,
+        task_name: str | None = None,
     ) -> None:
         super().__init__(map_id, callback, error_callback)
+        self._task_name = task_name
         self._hub = hub
         self._chunk_ids = list(chunk_ids)
         self._index = {task_id: index for index, task_id in enumerate(self._chunk_ids)}
@@ -206,7 +220,7 @@ class MapResult(_Result):
             self._pending.discard(task_id)
             remaining = len(self._pending)
         if meta["status"] != states.SUCCESS:
-            self._fail(remote_error(meta))
+            self._fail(remote_error(meta, self._task_name))
             return
         index = self._index[task_id]
         if self._gather_id is None:
@@ -220,7 +234,7 @@ class MapResult(_Result):
         if meta["status"] == states.SUCCESS:
             self._settle(meta["result"])
         else:
-            self._fail(remote_error(meta))
+            self._fail(remote_error(meta, self._task_name))
 
     def _fail(self, error: BaseException) -> None:
         with self._count_lock:

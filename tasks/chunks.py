@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.app import app
 
@@ -46,28 +47,56 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
     return results
 
 
-def _run(task_name: str, items: Sequence[Any], start: int, star: bool, timed: bool) -> Any:
+def _run(
+    task_name: str, items: Sequence[Any], start: int, star: bool, timed: bool, timeout: float | None
+) -> Any:
     task: Callable[..., Any] = mappable_task(task_name)
+    results: list[Any] = []
+    append = results.append
     began = time.perf_counter()
-    results = [task(*item) for item in items] if star else [task(item) for item in items]
+    try:
+        if star:
+            for item in items:
+                append(task(*item))
+        else:
+            for item in items:
+                append(task(item))
+    except SoftTimeLimitExceeded:
+        raise TimeoutError(
+            f"task {task_name!r} exceeded its time limit ({timeout} s per item) "
+            f"at item {start + len(results)}"
+        ) from None
     elapsed = time.perf_counter() - began
     results = _checked_json(task_name, start, results)
     return [elapsed, results] if timed else results
 
 
 @app.task(name="farpool.map_chunk")
-def map_chunk(task_name: str, items: Sequence[Any], start: int = 0, timed: bool = False) -> Any:
+def map_chunk(
+    task_name: str,
+    items: Sequence[Any],
+    start: int = 0,
+    timed: bool = False,
+    timeout: float | None = None,
+) -> Any:
     """[task(item) for item in items]; `start` is the first item's index in the whole map.
 
     With `timed`, [seconds spent computing, results]: imap sizes its chunks from it.
+    `timeout` (per item) only names the limit in the error; Celery's soft limit enforces it.
     """
-    return _run(task_name, items, start, star=False, timed=timed)
+    return _run(task_name, items, start, star=False, timed=timed, timeout=timeout)
 
 
 @app.task(name="farpool.starmap_chunk")
-def starmap_chunk(task_name: str, items: Sequence[Sequence[Any]], start: int = 0, timed: bool = False) -> Any:
+def starmap_chunk(
+    task_name: str,
+    items: Sequence[Sequence[Any]],
+    start: int = 0,
+    timed: bool = False,
+    timeout: float | None = None,
+) -> Any:
     """[task(*item) for item in items], as map_chunk."""
-    return _run(task_name, items, start, star=True, timed=timed)
+    return _run(task_name, items, start, star=True, timed=timed, timeout=timeout)
 
 
 @app.task(name="farpool.gather")

@@ -96,6 +96,12 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     local.stop()
     queue = settings.queue
     app.backend.client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
+    close_app(app)
+
+
+def close_app(app: FarpoolCelery) -> None:
+    """Close the app's broker connections and its result backend's sockets."""
+    app.backend.client.connection_pool.disconnect()
     app.close()
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from conftest import Cluster
 
 import producer
-from conftest import Cluster
 from producer import Pool
 from tasks.examples import add, fail_on, square
 
@@ -70,7 +70,7 @@ CASES: list[tuple[str, Callable[[Any, bool], Any]]] = [
 def outcome(call: Callable[[Any, bool], Any], pool: Any, ours: bool) -> tuple[str, Any]:
     try:
         return "value", call(pool, ours)
-    except Exception as error:  # noqa: BLE001 - comparing exception types is the point
+    except Exception as error:
         return "raised", type(error)
 
 

@@ -188,7 +188,7 @@ def test_a_result_json_cannot_carry_names_the_task_and_item(pool: Pool) -> None:
 
 
 def test_no_worker_online_is_a_clear_error(tmp_path: Any) -> None:
-    from conftest import cluster_settings, free_port
+    from conftest import close_app, cluster_settings, free_port
 
     from producer.embedded import EmbeddedServer, server_address
     from tasks import create_app
@@ -199,7 +199,7 @@ def test_no_worker_online_is_a_clear_error(tmp_path: Any) -> None:
         app = create_app(cluster_settings(server.url, tmp_path))
         with pytest.raises(producer.NoWorkersError, match="celery -A tasks worker"):
             Pool(app=app)
-        app.close()
+        close_app(app)
 
 
 def test_process_runs_a_task_on_the_cluster(cluster: Cluster, monkeypatch: Any) -> None:
@@ -232,3 +232,19 @@ def test_processes_sets_the_default_chunksize(cluster: Cluster) -> None:
         assert result.get(60) == [x * x for x in range(100)]
     with cluster.pool() as pool:
         assert pool.cluster_processes == cluster.settings.concurrency
+
+
+def test_per_call_timeout_ends_a_hanging_item_with_a_timeout_error(pool: Pool) -> None:
+    with pytest.raises(producer.TimeoutError, match=r"tasks\.examples\.nap.*item 1"):
+        pool.map(nap, [0, 30, 0], chunksize=3, timeout=1)
+    with pytest.raises(producer.TimeoutError, match=r"tasks\.examples\.nap"):
+        pool.apply(nap, (30,), timeout=1)
+    with pytest.raises(producer.TimeoutError, match=r"tasks\.examples\.nap"):
+        list(pool.imap_unordered(nap, [0, 30], chunksize=1, timeout=1))
+    assert pool.map(nap, [0.1, 0.1], timeout=5) == [0.1, 0.1]
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "5"])
+def test_bad_timeout_is_a_value_error(pool: Pool, timeout: Any) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        pool.map(square, [1], timeout=timeout)
