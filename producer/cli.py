@@ -273,7 +273,7 @@ def up(flower: bool) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     cluster = LocalCluster(app.settings, app, flower=flower, quiet=False)
-    with cluster.start():
+    with cluster:
         flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
         extra = f", Flower on {flower_url}" if flower else ""
         click.echo(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
 from config import Settings, mask_url, settings_env
 from producer.embedded import EmbeddedServer, ensure_servers
@@ -162,7 +163,7 @@ class LocalCluster:
 
     def start_broker(self) -> None:
         """Start the bundled server for the configured loopback URLs that do not answer."""
-        self.servers = ensure_servers(self.settings)
+        self.servers += ensure_servers(self.settings)
 
     def start_worker(self) -> None:
         """Start `celery -A tasks worker` (and Flower if asked) and wait until it answers."""
@@ -227,6 +228,9 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
 
 
 def queue_depth(app: Celery, queue: str) -> int:
-    """Messages waiting in `queue` on the broker."""
+    """Messages waiting in `queue` on the broker (Redis keeps no empty queue: 0 then)."""
     with app.connection_for_read() as connection:
-        return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+        try:
+            return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+        except ChannelError:
+            return 0

@@ -1,0 +1,144 @@
+"""The `farpool` command as a user runs it: outputs, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import redis
+from conftest import Cluster, free_port
+from helpers import FARPOOL, poll, run_cli
+
+
+def test_map_prints_a_json_list(cluster: Cluster) -> None:
+    done = run_cli("map", "tasks.examples.square", "1", "2", "3", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "[1, 4, 9]\n"), done.stderr
+
+
+def test_map_over_a_range_with_lines_and_unordered(cluster: Cluster) -> None:
+    done = run_cli("map", "tasks.examples.square", "--range", "0:20", "--lines", env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [n * n for n in range(20)]
+    done = run_cli(
+        "map",
+        "tasks.examples.square",
+        "--range",
+        "0:20",
+        "--unordered",
+        "--chunksize",
+        "3",
+        "--progress",
+        env=cluster.env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert sorted(json.loads(line) for line in done.stdout.splitlines()) == [n * n for n in range(20)]
+    assert "20" in done.stderr  # the progress bar
+
+
+def test_starmap_and_apply(cluster: Cluster) -> None:
+    done = run_cli("starmap", "tasks.examples.add", "[1, 2]", "[3, 4]", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "[3, 7]\n"), done.stderr
+    done = run_cli("apply", "tasks.examples.fail_on", "5", "--kwargs", '{"bad": 4}', env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "5\n"), done.stderr
+
+
+def test_submit_then_result(cluster: Cluster) -> None:
+    submitted = run_cli("submit", "tasks.examples.square", "--range", "0:10", env=cluster.env)
+    assert submitted.returncode == 0, submitted.stderr
+    map_id = submitted.stdout.strip()
+    done = run_cli("result", map_id, "--timeout", "60", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, f"{[n * n for n in range(10)]}\n"), done.stderr
+
+
+def test_a_task_error_is_one_line_and_exit_1(cluster: Cluster) -> None:
+    done = run_cli("map", "tasks.examples.fail_on", "1", "3", env=cluster.env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == ["farpool: ValueError: item 3 is bad"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["map", "tasks.examples.square", "--range", "1-5"],
+        ["map", "tasks.examples.square", "--range", "a:b"],
+        ["map", "tasks.examples.square", "{not json"],
+        ["map", "tasks.examples.square"],
+        ["map", "tasks.examples.square", "1", "--range", "0:3"],
+        ["map", "no.such.task", "1"],
+        ["map", "tasks.examples.square", "1", "--chunksize", "0"],
+        ["apply", "tasks.examples.square", "--kwargs", "[1]"],
+        ["starmap", "tasks.examples.add", "5"],
+        ["frobnicate"],
+    ],
+)
+def test_malformed_input_is_one_line_and_exit_2(cluster: Cluster, args: list[str]) -> None:
+    done = run_cli(*args, env=cluster.env)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("farpool: "), done.stderr
+
+
+def test_cluster_lists_the_worker_and_the_queue(cluster: Cluster) -> None:
+    done = run_cli("cluster", "--json", env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["queue"] == cluster.settings.queue and report["queue_depth"] == 0
+    (worker,) = [w for w in report["workers"] if cluster.settings.queue in w["queues"]]
+    assert worker["pool"] == "prefork" and worker["processes"] == cluster.settings.concurrency
+    assert worker["cores"] == os.cpu_count() and worker["memory_total"] > 0
+    table = run_cli("cluster", env=cluster.env)
+    assert table.returncode == 0 and "prefork" in table.stdout and "worker(s)" in table.stdout
+
+
+def test_up_runs_a_cluster_in_the_foreground_and_stops_it_all_on_sigterm(tmp_path) -> None:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    env = {
+        **os.environ,
+        "FARPOOL_BROKER_URL": url,
+        "FARPOOL_EMBEDDED_BROKER": "auto",
+        "FARPOOL_DATA_DIR": str(tmp_path),
+        "FARPOOL_CONCURRENCY": "1",
+    }
+    env.pop("FARPOOL_RESULT_BACKEND", None)
+    with subprocess.Popen(
+        [*FARPOOL, "up"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as up:
+        assert up.stderr is not None
+        ready = next((line for line in up.stderr if "cluster up" in line), "")
+        assert "Ctrl-C stops it" in ready
+        done = run_cli("map", "tasks.examples.square", "1", "2", env=env)
+        assert (done.returncode, done.stdout) == (0, "[1, 4]\n"), done.stderr
+        children = descendants(up.pid)
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0
+    assert len(children) >= 3  # the broker, the worker and its prefork children
+    poll(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children), "cluster processes exit")
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc."""
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as children:
+            for child in map(int, children.read().split()):
+                found += [child, *descendants(child)]
+    return found
+
+
+def test_python_dash_m_producer_is_the_same_command() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "producer", "--help"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0 and "map" in done.stdout and "submit" in done.stdout
