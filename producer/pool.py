@@ -6,7 +6,7 @@ import atexit
 import sys
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
 
 from celery import Celery, chain, chord, group
@@ -366,7 +366,7 @@ class Pool:
         check_timeout(timeout)
         name = task_name(func, self._app)
         short = name.rsplit(".", 1)[-1]
-        bar = self._progress_bar(None, progress)
+        bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
         sequence = iter(range(1, sys.maxsize))
 
         def submit(items: list[Any], start: int) -> str:
