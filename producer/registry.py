@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from celery import Celery, Task
+from celery.utils.imports import import_from_cwd
 
 import tasks
 from tasks.chunks import INTERNAL_PREFIXES
@@ -33,7 +33,7 @@ def task_name(func: Any, app: Celery) -> str:
     registry = tasks.app.tasks
     if name not in registry:
         for module in app.conf.include:
-            importlib.import_module(module)
+            import_from_cwd(module)  # as the workers import them
     if name not in registry:
         raise ValueError(f"no task named {name!r} is registered: {HOW_TO_REGISTER}")
     return name

@@ -142,3 +142,30 @@ def test_python_dash_m_producer_is_the_same_command() -> None:
         [sys.executable, "-m", "producer", "--help"], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0 and "map" in done.stdout and "submit" in done.stdout
+
+
+def test_a_users_task_module_in_the_working_directory(tmp_path) -> None:
+    (tmp_path / "mytasks.py").write_text(
+        "from tasks import app\n\n\n@app.task(name='mytasks.cube')\ndef cube(x):\n    return x ** 3\n"
+    )
+    env = {
+        **os.environ,
+        "FARPOOL_INCLUDE": "mytasks",
+        "FARPOOL_EMBEDDED_BROKER": "auto",
+        "FARPOOL_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FARPOOL_CONCURRENCY": "1",
+        "FARPOOL_DATA_DIR": str(tmp_path / ".farpool"),
+    }
+    env.pop("FARPOOL_RESULT_BACKEND", None)
+    env.pop("PYTHONPATH", None)
+    console_script = os.path.join(os.path.dirname(sys.executable), "farpool")
+    done = subprocess.run(
+        [console_script, "map", "mytasks.cube", "1", "2", "3"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "[1, 8, 27]\n"), done.stderr
