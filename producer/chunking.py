@@ -9,6 +9,8 @@ from typing import Any
 
 from kombu.utils import json as kombu_json
 
+from tasks.chunks import JSON_SCALARS
+
 
 def default_chunksize(length: int, processes: int) -> int:
     """multiprocessing.Pool.map's rule: ceil(length / (4 × processes)), 0 for no items."""
@@ -51,6 +53,8 @@ def dumps(value: Any) -> str:
 
 def check_json(items: Sequence[Any], start: int = 0) -> None:
     """TypeError naming the first item that cannot be sent as JSON, before anything is sent."""
+    if all(type(item) in JSON_SCALARS for item in items):
+        return
     try:
         dumps(items)
         return

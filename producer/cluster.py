@@ -168,7 +168,9 @@ class LocalCluster:
     def start_worker(self) -> None:
         """Start `celery -A tasks worker` (and Flower if asked) and wait until it answers."""
         try:
-            worker = self._spawn(worker_command(self.settings, self.node_name))
+            # Logged in the background: warnings and errors only (INFO is two lines per task).
+            loglevel = "WARNING" if self._quiet else "INFO"
+            worker = self._spawn(worker_command(self.settings, self.node_name, loglevel))
             if self.flower:
                 self._spawn(flower_command(self.settings), flower_env(self.settings))
             self._wait_for_worker(worker)

@@ -114,3 +114,22 @@ def test_chunk_executor_runs_a_registered_task_over_its_items() -> None:
 def test_map_runs_on_the_worker(cluster: Cluster) -> None:
     with cluster.pool() as pool:
         assert pool.map("tasks.examples.square", range(50), chunksize=7) == [x * x for x in range(50)]
+
+
+def test_chunks_call_the_plain_function_unless_the_task_overrides_call() -> None:
+    from celery import Task
+
+    from tasks import app
+    from tasks.chunks import overrides_call
+    from tasks.examples import square
+
+    class Counting(Task):  # type: ignore[misc]
+        def __call__(self, *args: object, **kwargs: object) -> object:
+            return super().__call__(*args, **kwargs)
+
+    @app.task(name="tests.counting_square", base=Counting, shared=False)
+    def counting_square(x: int) -> int:
+        return x * x
+
+    assert not overrides_call(square)
+    assert overrides_call(counting_square)
