@@ -11,6 +11,7 @@ import redis
 from conftest import Cluster, free_port
 from helpers import FARPOOL, run_cli
 
+import tasks.examples  # noqa: F401 - registers the example tasks called below
 from tasks.chunks import RefusedTask, map_chunk, starmap_chunk
 
 DATASET_LINE = "Dataset: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]"
