@@ -22,9 +22,9 @@ from producer.embedded import server_address
 from producer.errors import NoWorkersError
 from producer.hub import ResultHub
 from producer.imap import IMapIterator
+from producer.publishing import sending
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, MapResult
-from tasks.backend import without_result_subscriptions
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
@@ -217,8 +217,8 @@ class Pool:
         if bar is not None:
             result._on_done(bar.close)
         if signatures:
-            with without_result_subscriptions():
-                group(signatures, app=self._app).apply_async()
+            with sending(self._app) as producer:
+                group(signatures, app=self._app).apply_async(producer=producer)
         return result
 
     def map(
@@ -280,8 +280,8 @@ class Pool:
         gather = self._app.signature("farpool.gather", args=(chunk_ids,), options={"task_id": map_id})
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
         self._hub.save_map(map_id, chunk_ids, self._settings.result_expires)
-        with without_result_subscriptions():
-            chord(group(signatures, app=self._app), body, app=self._app).apply_async()
+        with sending(self._app) as producer:
+            chord(group(signatures, app=self._app), body, app=self._app).apply_async(producer=producer)
         return result
 
     def map_async(
@@ -334,8 +334,10 @@ class Pool:
             self._hub, task_id, callback, error_callback, on_settled=self._settled, task_name=name
         )
         limits = time_limits(timeout, 1) if timeout is not None else {}
-        with without_result_subscriptions():
-            self._app.send_task(name, args=list(args), kwargs=kwds, task_id=task_id, **limits)
+        with sending(self._app) as producer:
+            self._app.send_task(
+                name, args=list(args), kwargs=kwds, task_id=task_id, producer=producer, **limits
+            )
         return result
 
     def apply(
@@ -373,8 +375,8 @@ class Pool:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
             signature = self._chunk_signature(name, items, start, star, label, True, timeout)
             self._track([signature.id])
-            with without_result_subscriptions():
-                signature.apply_async()
+            with sending(self._app) as producer:
+                signature.apply_async(producer=producer)
             return str(signature.id)
 
         def revoke(task_ids: list[str]) -> None:

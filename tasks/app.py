@@ -7,7 +7,10 @@ import sys
 from celery import Celery
 
 from config import Settings, SettingsError, celery_config, load_settings
+from tasks import redis_clients
 from tasks.backend import backend_setting
+
+redis_clients.install()
 
 
 class FarpoolCelery(Celery):
