@@ -13,6 +13,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A chunk whose worker vanished without acking goes back on the queue after this
         # many seconds; it must exceed the longest chunk, or a chunk runs twice.
         "visibility_timeout": settings.visibility_timeout,
+        # kombu sweeps for such chunks every interval × throttle seconds (10 × 10 by default,
+        # whatever the timeout): sweep a few times per timeout instead. One ZRANGE a sweep.
+        "unacked_restore_interval": max(1, min(10, settings.visibility_timeout // 4)),
+        "unacked_restore_throttle": 1,
     }
     if settings.sentinel_master:
         transport_options["master_name"] = settings.sentinel_master
@@ -33,8 +37,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Ack after the chunk ran, and requeue it if its process died: a killed child loses nothing.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        # With acks_late, a lost connection would otherwise let a chunk run twice at once.
-        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Keep running chunks through a broker blip: cancelling them (True) loses them, since
+        # Celery fails to announce the cancel on the dead connection, then stores REVOKED and
+        # acks. The price: a broker gone longer than the visibility timeout can have a chunk
+        # run twice (its second result is ignored and expires).
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        # Store a result through a broker/backend restart instead of failing the chunk:
+        # connection errors are retried with backoff (up to 1 s apart) for about a minute.
+        "result_backend_always_retry": True,
+        "result_backend_max_retries": 60,
+        "result_backend_max_sleep_between_retries_ms": 1000,
         # Chunks are already batches: reserving more than one per process starves other workers.
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
         # Events on, so Flower sees every worker and every chunk from the moment it is sent.

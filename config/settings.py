@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from typing import Annotated, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -35,12 +35,18 @@ def _mask_one(url: str) -> str:
 
 def _check_redis_url(url: str, what: str) -> str:
     for part in url.split(";"):
-        scheme = urlsplit(part).scheme
+        parts = urlsplit(part)
+        scheme = parts.scheme
         if scheme not in BROKER_SCHEMES:
             accepted = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
             raise ValueError(
                 f"unsupported scheme {scheme + '://' if scheme else '(none)'} in "
                 f"{mask_url(part)!r}: {what} must be one of {accepted}"
+            )
+        if scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
+            raise ValueError(
+                f"{mask_url(part)!r} needs ?ssl_cert_reqs=required (or optional, none): "
+                "without it the connection would skip certificate checks"
             )
     return url
 

@@ -152,8 +152,9 @@ def starmap(task: str, items: Sequence[str], chunksize: int | None, progress: bo
     """TASK(*args) for each ITEM, a JSON array of arguments; prints a JSON list."""
     from producer.pool import Pool
 
+    values = parse_json(items, "item")
     with Pool() as pool:
-        echo_json(pool.starmap(task, parse_json(items, "item"), chunksize, progress=progress))
+        echo_json(pool.starmap(task, values, chunksize, progress=progress))
 
 
 @cli.command()
@@ -167,8 +168,9 @@ def apply(task: str, args: Sequence[str], kwargs_json: str) -> None:
     (kwargs,) = parse_json([kwargs_json], "--kwargs")
     if not isinstance(kwargs, dict):
         raise click.UsageError("--kwargs must be a JSON object")
+    values = parse_json(args, "argument")
     with Pool() as pool:
-        echo_json(pool.apply(task, parse_json(args, "argument"), kwargs))
+        echo_json(pool.apply(task, values, kwargs))
 
 
 @cli.command()

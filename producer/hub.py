@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ import redis
 from celery import Celery, states
 
 OnReady = Callable[[str, dict[str, Any]], None]
+logger = logging.getLogger("farpool")
 DELETE_BATCH = 10_000
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -113,7 +115,10 @@ class ResultHub:
                 self._pubsub.unsubscribe(key)
         if watcher is not None:
             task_id, on_ready = watcher
-            on_ready(task_id, meta)
+            try:
+                on_ready(task_id, meta)
+            except Exception:  # a user's callback raised: log it, keep listening for the others
+                logger.exception("a result callback for task %s raised", task_id)
 
     def _listen(self) -> None:
         backoff = iter(RECONNECT_BACKOFF)

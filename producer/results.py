@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import logging
 import threading
 from collections.abc import Callable, Generator, Sequence
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
@@ -11,11 +12,13 @@ from typing import Any
 
 from celery import states
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError
 from producer.hub import ResultHub
 
 Callback = Callable[[Any], object]
+logger = logging.getLogger("farpool")
 
 
 def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseException:
@@ -29,6 +32,9 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
     elif isinstance(stored, (SoftTimeLimitExceeded, TimeLimitExceeded)):
         what = f"task {task_name!r}" if task_name else "the task"
         error = TimeoutError(f"{what} exceeded its time limit ({type(stored).__name__}: {stored})")
+    elif isinstance(stored, EncodeError):
+        what = f"task {task_name!r}" if task_name else "the task"
+        error = TypeError(f"{what} returned a value JSON cannot carry: {stored}")
     elif isinstance(stored, BaseException):
         error = stored
     else:
@@ -96,16 +102,21 @@ class _Result:
             if self._settling:
                 return False
             self._settling = True
-        if cleanup is not None:
-            cleanup()
-        if error is None and self._callback is not None:
-            self._callback(value)
-        if error is not None and self._error_callback is not None:
-            self._error_callback(error)
-        with self._lock:
-            self._value, self._error = value, error
-            self._event.set()
-            done_callbacks, self._done_callbacks = self._done_callbacks, []
+        try:
+            if cleanup is not None:
+                try:
+                    cleanup()
+                except Exception:  # best effort: the keys expire by themselves (result_expires)
+                    logger.warning("could not delete the results of %s", self._id, exc_info=True)
+            if error is None and self._callback is not None:
+                self._callback(value)
+            if error is not None and self._error_callback is not None:
+                self._error_callback(error)
+        finally:  # whatever happened above, the waiters wake
+            with self._lock:
+                self._value, self._error = value, error
+                self._event.set()
+                done_callbacks, self._done_callbacks = self._done_callbacks, []
         for done in done_callbacks:
             done()
         return True

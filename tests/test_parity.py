@@ -143,3 +143,11 @@ def test_bad_chunksize_is_a_value_error_before_sending(pool: Pool, chunksize: An
     # multiprocessing returns [None, ...] for chunksize=0; farpool refuses it.
     with pytest.raises(ValueError, match="chunksize"):
         pool.map(square, range(4), chunksize)
+
+
+def test_a_raising_callback_does_not_stop_later_results(pool: Pool) -> None:
+    def explode(value: Any) -> None:
+        raise RuntimeError("callback bug")
+
+    assert pool.apply_async(square, (2,), callback=explode).get(60) == 4
+    assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]

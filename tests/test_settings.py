@@ -27,8 +27,8 @@ def test_defaults() -> None:
 
 
 def test_backend_defaults_to_db_1_of_the_brokers_server(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FARPOOL_BROKER_URL", "rediss://:pw@cache.example:6380/4")
-    assert load_settings().result_backend == "rediss://:pw@cache.example:6380/1"
+    monkeypatch.setenv("FARPOOL_BROKER_URL", "rediss://:pw@cache.example:6380/4?ssl_cert_reqs=required")
+    assert load_settings().result_backend == "rediss://:pw@cache.example:6380/1?ssl_cert_reqs=required"
 
 
 def test_include_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,6 +43,7 @@ def test_include_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FARPOOL_BROKER_URL", "amqp://guest@localhost//", "unsupported scheme amqp://"),
         ("FARPOOL_BROKER_URL", "http://example.com", "unsupported scheme http://"),
         ("FARPOOL_RESULT_BACKEND", "db+sqlite:///x.db", "unsupported scheme db+sqlite://"),
+        ("FARPOOL_BROKER_URL", "rediss://cache.example:6380/0", "needs ?ssl_cert_reqs=required"),
         ("FARPOOL_CONCURRENCY", "-1", "greater than or equal to 1"),
         ("FARPOOL_CONCURRENCY", "many", "valid integer"),
         ("FARPOOL_EMBEDDED_BROKER", "sometimes", "'auto' or 'never'"),
