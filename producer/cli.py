@@ -240,6 +240,44 @@ def cluster(as_json: bool) -> None:
         fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
 
 
+@cli.command()
+@click.argument("task")
+@click.option("--sample", "sample", multiple=True, required=True, help="A sample item (JSON); repeat it.")
+@click.option(
+    "--items",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="How many items the real map has.",
+)
+def advise(task: str, sample: Sequence[str], items: int) -> None:
+    """Whether mapping TASK over --items items pays off on this cluster, and the chunksize."""
+    from producer.advise import plan, round_trip, time_locally, transfer_time
+    from producer.pool import Pool
+    from producer.registry import task_name
+    from tasks import app
+
+    values = parse_json(sample, "--sample")
+    name = task_name(task, app)
+    item_seconds = time_locally(app.tasks[name].run, values)
+    with Pool() as pool:
+        advice = plan(
+            item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
+        )
+    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {len(values)} run here)")
+    click.echo(
+        f"cluster: {advice.processes} processes, round trip {advice.round_trip * 1e3:.2f} ms, "
+        f"moving an item there and back {advice.transfer_seconds * 1e6:.1f} µs"
+    )
+    click.echo(
+        f"{items:,} items: serial {advice.serial_seconds:.2f} s; on the cluster about "
+        f"{advice.cluster_seconds:.2f} s with chunksize={advice.chunksize} "
+        f"(speed-up {advice.speedup:.1f}x)"
+    )
+    verdict = "distributing pays off" if advice.pays_off else "run it locally: the round trips eat the gain"
+    click.echo(f"advice: {verdict}")
+
+
 def memory(available: int | None, total: int | None) -> str:
     if not total:
         return "?"

@@ -54,3 +54,9 @@ def nap(seconds: float) -> float:
 def as_set(x: int) -> object:
     """{x} for x > 1: a result JSON cannot carry, for the error path."""
     return {x} if x > 1 else x
+
+
+@app.task(name="tasks.examples.identity")
+def identity(x: object) -> object:
+    """x itself: what moving an item to a worker and back costs, with no work."""
+    return x
