@@ -22,8 +22,8 @@ up: $(VENV)/.runtime
 	$(VENV)/bin/farpool up --flower
 
 test: $(VENV)/.dev
-	$(PY) -m ruff check tasks producer config tests
-	$(PY) -m ruff format --check tasks producer config tests
+	$(PY) -m ruff check tasks producer config tests benchmarks
+	$(PY) -m ruff format --check tasks producer config tests benchmarks
 	$(PY) -m mypy
 	$(PY) -m pytest
 

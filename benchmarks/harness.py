@@ -141,7 +141,10 @@ def local_bench(processes: int | None = None) -> Iterator[Bench]:
                 print("benchmarks: local cluster log (last lines):", *tail, sep="\n  ", file=sys.stderr)
             raise
         finally:
+            # The naive runs' Celery results unsubscribe when collected: while the broker is up.
+            gc.collect()
             cluster.stop()
+            app.backend.client.connection_pool.disconnect()
             app.close()
 
 
