@@ -108,14 +108,6 @@ class Chaos:
     restarts: int = 0
 
 
-def children(pid: int) -> list[int]:
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,13 +161,15 @@ class Workers:
 
 def chaos_loop(workers: Workers, chaos: Chaos, stop: threading.Event, rng: random.Random, gap: float) -> None:
     """Every gap/2..3gap/2 s: SIGKILL a random prefork child (2/3) or a whole worker (1/3)."""
+    from producer.cluster import child_pids
+
     while not stop.wait(rng.uniform(gap / 2, 3 * gap / 2)):
         slot = rng.randrange(len(workers.slots))
         pid = workers.main_pid(slot)
         if pid is None:
             continue
         if rng.random() < 2 / 3:
-            kids = children(pid)
+            kids = child_pids(pid)
             if not kids:
                 continue
             with contextlib.suppress(ProcessLookupError):

@@ -236,3 +236,17 @@ def queue_depth(app: Celery, queue: str) -> int:
             return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
         except ChannelError:
             return 0
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process `pid`, from /proc (Linux); [] once it is gone."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below `pid`: a worker's prefork children, a cluster's servers."""
+    return [pid for child in child_pids(pid) for pid in (child, *descendant_pids(child))]

@@ -30,6 +30,7 @@ class ChunkSizer:
     OVERHEAD_RATIO = 20  # work per chunk ≈ 20 × overhead: the round trip costs ≤ 5 %
     MIN_TARGET, MAX_TARGET = 0.005, 1.0  # seconds of work per chunk
     MAX_GROWTH = 16
+    MAX_ITEMS = 20_000  # bounds memory: at most window × this many items in flight
 
     def __init__(self) -> None:
         self.size = 1
@@ -45,7 +46,7 @@ class ChunkSizer:
         self.overhead = overhead if self.overhead is None else min(self.overhead, overhead)
         target = min(max(self.OVERHEAD_RATIO * self.overhead, self.MIN_TARGET), self.MAX_TARGET)
         ideal = max(1, int(target / max(self.item_seconds, 1e-7)))
-        self.size = max(1, min(ideal, self.size * self.MAX_GROWTH))
+        self.size = max(1, min(ideal, self.size * self.MAX_GROWTH, self.MAX_ITEMS))
 
 
 class IMapIterator(Iterator[Any]):

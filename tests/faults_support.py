@@ -21,22 +21,13 @@ from conftest import free_port
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
-from producer.cluster import LocalCluster
+from producer.cluster import LocalCluster, child_pids
 from producer.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
 from tasks.app import FarpoolCelery
 
 FAULT_TASKS = ("usertasks", "usertasks_faults")
 LOG_NAME = "local-cluster.log"
-
-
-def children(pid: int) -> list[int]:
-    """The direct children of process `pid`, from /proc (psutil is not needed)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def alive(pid: int) -> bool:
@@ -86,7 +77,7 @@ class FaultCluster:
         return worker.processes[0].pid
 
     def pool_children(self, worker: LocalCluster) -> list[int]:
-        return children(self.main_pid(worker))
+        return child_pids(self.main_pid(worker))
 
     def kill_worker(self, worker: LocalCluster) -> None:
         """SIGKILL the worker's whole process group: main process and prefork children at once."""

@@ -13,6 +13,8 @@ import redis
 from conftest import Cluster, free_port
 from helpers import FARPOOL, poll, run_cli
 
+from producer.cluster import descendant_pids
+
 
 def test_map_prints_a_json_list(cluster: Cluster) -> None:
     done = run_cli("map", "tasks.examples.square", "1", "2", "3", env=cluster.env)
@@ -118,23 +120,13 @@ def test_up_runs_a_cluster_in_the_foreground_and_stops_it_all_on_sigterm(tmp_pat
         assert "Ctrl-C stops it" in ready
         done = run_cli("map", "tasks.examples.square", "1", "2", env=env)
         assert (done.returncode, done.stdout) == (0, "[1, 4]\n"), done.stderr
-        children = descendants(up.pid)
+        children = descendant_pids(up.pid)
         up.send_signal(signal.SIGTERM)
         assert up.wait(60) == 0
     assert len(children) >= 3  # the broker, the worker and its prefork children
     poll(lambda: not any(os.path.exists(f"/proc/{pid}") for pid in children), "cluster processes exit")
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(url, socket_connect_timeout=1).ping()
-
-
-def descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc."""
-    found: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/children") as children:
-            for child in map(int, children.read().split()):
-                found += [child, *descendants(child)]
-    return found
 
 
 def test_python_dash_m_producer_is_the_same_command() -> None:
