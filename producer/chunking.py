@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from kombu.utils import json as kombu_json
@@ -27,13 +26,6 @@ def check_chunksize(chunksize: int | None) -> None:
 def split(items: Sequence[Any], chunksize: int) -> list[Sequence[Any]]:
     """Consecutive slices of at most `chunksize` items."""
     return [items[start : start + chunksize] for start in range(0, len(items), chunksize)]
-
-
-def batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Lazily, lists of at most `size` items from `items`."""
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, size)):
-        yield batch
 
 
 def star_items(items: Iterable[Any], start: int = 0) -> list[list[Any]]:
