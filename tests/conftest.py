@@ -8,7 +8,6 @@ queue of its own (nothing is flushed). Workers are `celery -A tasks worker` subp
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ os.environ["FARPOOL_EMBEDDED_BROKER"] = "never"
 TESTS_DIR = str(Path(__file__).parent)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS_DIR, os.environ.get("PYTHONPATH")]))
 
+from helpers import free_port
+
 from config import Settings, load_settings, settings_env
 from producer import Pool
 from producer.cluster import LocalCluster
@@ -32,12 +33,6 @@ from tasks.app import FarpoolCelery
 
 TEST_REDIS_URL = os.environ.get("FARPOOL_TEST_REDIS_URL")
 TARGETS = ["valkey", *(["redis"] if TEST_REDIS_URL else [])]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -62,3 +63,23 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+
+
+def fresh_machine_env(data_dir: str, concurrency: int = 1, **extra: str) -> dict[str, str]:
+    """A user's environment with nothing on the broker port: the bundled server must start."""
+    env = {
+        **os.environ,
+        "FARPOOL_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "FARPOOL_EMBEDDED_BROKER": "auto",
+        "FARPOOL_DATA_DIR": data_dir,
+        "FARPOOL_CONCURRENCY": str(concurrency),
+        **extra,
+    }
+    env.pop("FARPOOL_RESULT_BACKEND", None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

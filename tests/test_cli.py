@@ -10,8 +10,8 @@ import sys
 
 import pytest
 import redis
-from conftest import Cluster, free_port
-from helpers import FARPOOL, poll, run_cli
+from conftest import Cluster
+from helpers import FARPOOL, fresh_machine_env, poll, run_cli
 
 from producer.cluster import descendant_pids
 
@@ -97,16 +97,8 @@ def test_cluster_lists_the_worker_and_the_queue(cluster: Cluster) -> None:
 
 
 def test_up_runs_a_cluster_in_the_foreground_and_stops_it_all_on_sigterm(tmp_path) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {
-        **os.environ,
-        "FARPOOL_BROKER_URL": url,
-        "FARPOOL_EMBEDDED_BROKER": "auto",
-        "FARPOOL_DATA_DIR": str(tmp_path),
-        "FARPOOL_CONCURRENCY": "1",
-    }
-    env.pop("FARPOOL_RESULT_BACKEND", None)
+    env = fresh_machine_env(str(tmp_path))
+    url = env["FARPOOL_BROKER_URL"]
     with subprocess.Popen(
         [*FARPOOL, "up"],
         env=env,
@@ -140,15 +132,7 @@ def test_a_users_task_module_in_the_working_directory(tmp_path) -> None:
     (tmp_path / "mytasks.py").write_text(
         "from tasks import app\n\n\n@app.task(name='mytasks.cube')\ndef cube(x):\n    return x ** 3\n"
     )
-    env = {
-        **os.environ,
-        "FARPOOL_INCLUDE": "mytasks",
-        "FARPOOL_EMBEDDED_BROKER": "auto",
-        "FARPOOL_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "FARPOOL_CONCURRENCY": "1",
-        "FARPOOL_DATA_DIR": str(tmp_path / ".farpool"),
-    }
-    env.pop("FARPOOL_RESULT_BACKEND", None)
+    env = fresh_machine_env(str(tmp_path / ".farpool"), FARPOOL_INCLUDE="mytasks")
     env.pop("PYTHONPATH", None)
     console_script = os.path.join(os.path.dirname(sys.executable), "farpool")
     done = subprocess.run(

@@ -9,7 +9,7 @@ import sys
 import pytest
 import redis
 from conftest import Cluster, free_port
-from helpers import FARPOOL, run_cli
+from helpers import FARPOOL, fresh_machine_env, run_cli
 
 import tasks.examples  # noqa: F401 - registers the example tasks called below
 from tasks.chunks import RefusedTask, map_chunk, starmap_chunk
@@ -25,16 +25,9 @@ def test_demo_prints_the_seeds_two_lines_on_the_cluster(cluster: Cluster) -> Non
 
 
 def test_demo_on_a_fresh_machine_starts_and_stops_its_own_broker_and_worker(tmp_path) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}/0"
-    env = {
-        **os.environ,
-        "FARPOOL_BROKER_URL": url,
-        "FARPOOL_EMBEDDED_BROKER": "auto",
-        "FARPOOL_DATA_DIR": str(tmp_path / ".farpool"),
-        "FARPOOL_CONCURRENCY": "2",
-    }
-    env.pop("FARPOOL_RESULT_BACKEND", None)
+    env = fresh_machine_env(str(tmp_path / ".farpool"), concurrency=2)
+    url = env["FARPOOL_BROKER_URL"]
+    port = url.rsplit(":", 1)[1].split("/")[0]
     done = run_cli("demo", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [DATASET_LINE, RESULT_LINE]
