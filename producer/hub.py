@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import redis
@@ -22,7 +22,7 @@ from celery import Celery, states
 
 OnReady = Callable[[str, dict[str, Any]], None]
 logger = logging.getLogger("farpool")
-DELETE_BATCH = 10_000
+KEY_BATCH = 10_000  # keys per DEL or MGET
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
@@ -77,8 +77,17 @@ class ResultHub:
     def delete(self, task_ids: Iterable[str]) -> None:
         """Remove these results from the backend."""
         keys = [self.key(task_id) for task_id in task_ids]
-        for start in range(0, len(keys), DELETE_BATCH):
-            self.client.delete(*keys[start : start + DELETE_BATCH])
+        for start in range(0, len(keys), KEY_BATCH):
+            self.client.delete(*keys[start : start + KEY_BATCH])
+
+    def discard(self, task_ids: Sequence[str], pending: Sequence[str] | None = None) -> None:
+        """Stop watching these tasks and delete their results, now and, for the `pending` ones
+        (default: all) that are revoked or still running, whenever they store one later."""
+        self.unwatch(task_ids)
+        self.delete(task_ids)
+        later = task_ids if pending is None else pending
+        if later:
+            self.watch(later, lambda task_id, meta: self.delete([task_id]))
 
     @staticmethod
     def _map_key(map_id: str) -> str:
@@ -96,8 +105,8 @@ class ResultHub:
         self.client.delete(self._map_key(map_id))
 
     def _read_stored(self, keys: list[bytes]) -> None:
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
+        for start in range(0, len(keys), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
             for key, payload in zip(batch, self.client.mget(batch), strict=True):
                 if payload is not None:
                     self._deliver(key, payload)  # type: ignore[arg-type]

@@ -164,9 +164,7 @@ class IMapIterator(Iterator[Any]):
         self._finished_chunks.clear()
         if leftovers:
             self._revoke(leftovers)
-            self._hub.unwatch(leftovers)
-            self._hub.delete(leftovers)
-            self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
+            self._hub.discard(leftovers)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -27,13 +27,12 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
     A time limit reached on the worker becomes producer.TimeoutError naming the task.
     """
     stored: object = meta["result"]
+    what = f"task {task_name!r}" if task_name else "the task"
     if type(stored) is builtins.TimeoutError:
         error: BaseException = TimeoutError(*stored.args)
     elif isinstance(stored, (SoftTimeLimitExceeded, TimeLimitExceeded)):
-        what = f"task {task_name!r}" if task_name else "the task"
         error = TimeoutError(f"{what} exceeded its time limit ({type(stored).__name__}: {stored})")
     elif isinstance(stored, EncodeError):
-        what = f"task {task_name!r}" if task_name else "the task"
         error = TypeError(f"{what} returned a value JSON cannot carry: {stored}")
     elif isinstance(stored, BaseException):
         error = stored
@@ -260,13 +259,9 @@ class MapResult(_Result):
     ) -> None:
         def cleanup() -> None:
             ids = self.task_ids
-            self._hub.unwatch(ids)
-            self._hub.delete(ids)
+            self._hub.discard(ids, pending=leftovers)
             if self._saved_map:
                 self._hub.forget_map(self.id)
-            if leftovers:
-                # Revoked or still-running chunks store a result later: delete it when it lands.
-                self._hub.watch(leftovers, lambda task_id, meta: self._hub.delete([task_id]))
             if self._on_settled is not None:
                 self._on_settled(ids)
 
