@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster_warm_up(bench)
         run = loops(bench)[args[0]]
         run()
-        pids = {"producer": os.getpid(), "worker": bench.cluster.processes[0].pid}
+        pids = {"producer": os.getpid(), "worker": bench.cluster.worker.pid}
         print(json.dumps(pids), file=sys.stderr, flush=True)
         time.sleep(2)
         began = time.perf_counter()

@@ -136,9 +136,9 @@ class Workers:
 
     def main_pid(self, slot: int) -> int | None:
         worker = self.slots[slot]
-        if worker is None or not worker.processes or worker.processes[0].poll() is not None:
+        if worker is None or not worker.children or not worker.worker.running():
             return None
-        return worker.processes[0].pid
+        return worker.worker.pid
 
     def kill(self, slot: int) -> None:
         """SIGKILL the worker's whole process group, then forget it."""
@@ -146,10 +146,7 @@ class Workers:
             worker, self.slots[slot] = self.slots[slot], None
         if worker is None:
             return
-        process = worker.processes[0]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+        worker.kill_worker()
         worker.stop()
 
     def stop(self) -> None:

@@ -1,7 +1,7 @@
 """farpool's producer: multiprocessing.Pool's API, run on Celery workers."""
 
 from producer.attach import result
-from producer.errors import BrokerUnavailable, FarpoolError, NoWorkersError, TimeoutError
+from producer.errors import BrokerUnavailable, FarpoolError, NoWorkersError, TimeoutError, UnknownResult
 from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
@@ -15,5 +15,6 @@ __all__ = [
     "Pool",
     "Process",
     "TimeoutError",
+    "UnknownResult",
     "result",
 ]

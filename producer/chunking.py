@@ -6,9 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from kombu.utils import json as kombu_json
-
-from tasks.chunks import JSON_SCALARS
+from tasks.contract import first_unsendable
 
 
 def default_chunksize(length: int, processes: int) -> int:
@@ -38,22 +36,10 @@ def star_items(items: Iterable[Any], start: int = 0) -> list[list[Any]]:
     return unpacked
 
 
-def dumps(value: Any) -> str:
-    """What kombu will send for `value` (it encodes more than the json module: dates, UUIDs)."""
-    return str(kombu_json.dumps(value))  # type: ignore[no-untyped-call]
-
-
 def check_json(items: Sequence[Any], start: int = 0) -> None:
     """TypeError naming the first item that cannot be sent as JSON, before anything is sent."""
-    if all(type(item) in JSON_SCALARS for item in items):
-        return
-    try:
-        dumps(items)
-        return
-    except (TypeError, ValueError):
-        pass
-    for index, item in enumerate(items, start):
-        try:
-            dumps(item)
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"item {index} ({type(item).__name__}) cannot be sent as JSON: {error}") from None
+    unsendable = first_unsendable(items)
+    if unsendable is not None:
+        offset, error = unsendable
+        item = items[offset]
+        raise TypeError(f"item {start + offset} ({type(item).__name__}) cannot be sent as JSON: {error}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 import sys
@@ -291,17 +290,6 @@ def table(header: list[str], rows: Iterable[list[str]]) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.pass_context
-def bench(ctx: click.Context) -> None:
-    """The benchmarks of benchmarks/ (run from the project folder); options pass through."""
-    try:
-        benchmarks = importlib.import_module("benchmarks.__main__")
-    except ImportError as error:
-        fail(f"the benchmarks are not importable here ({error}): run from the project folder", USAGE_ERROR)
-    sys.exit(benchmarks.main(list(ctx.args)))
-
-
 @cli.command()
 @click.option("--flower", is_flag=True, help="Also run Flower (FARPOOL_FLOWER_* settings).")
 def up(flower: bool) -> None:
@@ -320,8 +308,9 @@ def up(flower: bool) -> None:
             f"farpool: cluster up on {mask_url(app.settings.broker_url)}{extra}; Ctrl-C stops it", err=True
         )
         while not stop.wait(0.5):
-            if any(process.poll() is not None for process in cluster.processes):
-                fail("a cluster process exited; stopping", TASK_ERROR)
+            exited = cluster.exited()
+            if exited is not None:
+                fail(f"{exited.exited_error()}\nstopping the cluster", TASK_ERROR)
     click.echo("farpool: cluster stopped", err=True)
 
 

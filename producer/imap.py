@@ -14,7 +14,7 @@ from celery import states
 
 from producer.chunking import check_json, star_items
 from producer.errors import TimeoutError
-from producer.hub import ResultHub
+from producer.ledger import Ledger
 from producer.results import remote_error
 
 Submit = Callable[[list[Any], int], str]
@@ -54,9 +54,8 @@ class IMapIterator(Iterator[Any]):
 
     def __init__(
         self,
-        hub: ResultHub,
+        ledger: Ledger,
         submit: Submit,
-        revoke: Callable[[list[str]], None],
         iterable: Iterable[Any],
         *,
         chunksize: int | None,
@@ -64,14 +63,11 @@ class IMapIterator(Iterator[Any]):
         ordered: bool,
         star: bool,
         on_progress: Callable[[int], object] | None = None,
-        on_chunk_done: Callable[[list[str]], object] | None = None,
         task_name: str | None = None,
     ) -> None:
         self._task_name = task_name
-        self._hub = hub
-        self._on_chunk_done = on_chunk_done
+        self._ledger = ledger
         self._submit = submit
-        self._revoke = revoke
         self._source = iter(iterable)
         self._sizer = ChunkSizer() if chunksize is None else None
         self._chunksize = chunksize or 1
@@ -124,7 +120,7 @@ class IMapIterator(Iterator[Any]):
             sent = time.perf_counter()
             task_id = self._submit(items, self._next_start)
             self._in_flight[task_id] = (self._next_seq, len(items), sent)
-            self._hub.watch([task_id], self._arrived)
+            self._ledger.expect([task_id], self._arrived)
             self._next_seq += 1
             self._next_start += len(items)
 
@@ -138,9 +134,7 @@ class IMapIterator(Iterator[Any]):
         except queue.Empty:
             raise TimeoutError(f"no imap result within {remaining} s") from None
         seq, length, sent = self._in_flight.pop(task_id)
-        self._hub.delete([task_id])
-        if self._on_chunk_done is not None:
-            self._on_chunk_done([task_id])
+        self._ledger.collect([task_id])
         if meta["status"] != states.SUCCESS:
             self.close()
             raise remote_error(meta, self._task_name)
@@ -163,8 +157,7 @@ class IMapIterator(Iterator[Any]):
         self._in_flight.clear()
         self._finished_chunks.clear()
         if leftovers:
-            self._revoke(leftovers)
-            self._hub.discard(leftovers)
+            self._ledger.abandon(leftovers)
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import sys
-import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
@@ -19,12 +18,13 @@ from config import mask_url
 from producer.chunking import check_chunksize, check_json, default_chunksize, split, star_items
 from producer.cluster import LocalCluster, online_workers
 from producer.embedded import server_address
-from producer.errors import NoWorkersError
-from producer.hub import ResultHub
+from producer.errors import NoWorkersError, UnknownResult
 from producer.imap import IMapIterator
+from producer.ledger import Ledger
 from producer.publishing import sending
 from producer.registry import task_name
-from producer.results import AsyncResult, Callback, MapResult
+from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent
+from tasks.contract import GATHER, chunk_arguments, executor
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
@@ -75,14 +75,11 @@ class Pool:
             raise TypeError(
                 "maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N"
             )
-        self._app: Celery = app or tasks.app
+        self._app: tasks.FarpoolCelery = app or tasks.app
         self._settings = self._app.settings
         self._state = RUN
-        self._outstanding: set[str] = set()
-        self._outstanding_lock = threading.Lock()
-        self._all_settled = threading.Condition(self._outstanding_lock)
         self._local = LocalCluster(self._settings, self._app)
-        self._local.start_broker()
+        self._local.start_broker(persistent=False)
         try:
             workers = (
                 [] if self._local.started_broker else online_workers(self._app, queue=self._settings.queue)
@@ -92,7 +89,7 @@ class Pool:
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
-            self._hub = ResultHub(self._app)
+            self._ledger = Ledger(self._app)
         except BaseException:
             self._local.stop()
             raise
@@ -121,20 +118,6 @@ class Pool:
         if self._state != RUN:
             raise ValueError("Pool not running")
 
-    def _track(self, task_ids: Iterable[str]) -> None:
-        with self._outstanding_lock:
-            self._outstanding.update(task_ids)
-
-    def _settled(self, task_ids: Iterable[str]) -> None:
-        with self._outstanding_lock:
-            self._outstanding.difference_update(task_ids)
-            if not self._outstanding:
-                self._all_settled.notify_all()
-
-    def _revoke(self, task_ids: list[str], terminate: bool = False) -> None:
-        if task_ids:
-            self._app.control.revoke(task_ids, terminate=terminate)
-
     def _progress_bar(self, total: int | None, show: bool) -> tqdm | None:
         return tqdm(total=total, unit="item", disable=False) if show else None
 
@@ -150,15 +133,13 @@ class Pool:
         timed: bool = False,
         timeout: float | None = None,
     ) -> Signature:
-        executor = "farpool.starmap_chunk" if star else "farpool.map_chunk"
-        args: tuple[Any, ...] = (name, items, start)
-        options: dict[str, Any] = {"task_id": uuid(), "argsrepr": label}
+        # Flower and the task events show the label and the task, never the items themselves.
+        summary = f"{{'task': {name!r}, 'start': {start}}}"
+        options: dict[str, Any] = {"task_id": uuid(), "argsrepr": label, "kwargsrepr": summary}
         if timeout is not None:
-            args += (timed, timeout)
             options.update(time_limits(timeout, len(items)))
-        elif timed:
-            args += (timed,)
-        return self._app.signature(executor, args=args, options=options)
+        kwargs = chunk_arguments(name, items, start, timed, timeout)
+        return self._app.signature(executor(star), kwargs=kwargs, options=options)
 
     def _map_signatures(
         self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
@@ -200,20 +181,10 @@ class Pool:
     ) -> MapResult:
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         bar = self._progress_bar(sum(lengths), progress)
-        chunk_ids = [signature.id for signature in signatures]
-        self._track(chunk_ids)
-        result = MapResult(
-            self._hub,
-            uuid(),
-            chunk_ids,
-            lengths,
-            callback=callback,
-            error_callback=error_callback,
-            on_progress=bar.update if bar is not None else None,
-            revoke=self._revoke,
-            on_settled=self._settled,
-            task_name=name,
-        )
+        chunk_ids = tuple(signature.id for signature in signatures)
+        sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
+        on_progress = bar.update if bar is not None else None
+        result = MapResult(self._ledger, sent, Callbacks(callback, error_callback, on_progress))
         if bar is not None:
             result._on_done(bar.close)
         if signatures:
@@ -261,25 +232,12 @@ class Pool:
     ) -> MapResult:
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         map_id = uuid()
-        chunk_ids = [signature.id for signature in signatures]
+        chunk_ids = tuple(signature.id for signature in signatures)
+        sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
-        result = MapResult(
-            self._hub,
-            map_id,
-            chunk_ids,
-            lengths,
-            gather_id=map_id,
-            saved_map=True,
-            callback=local_callback,
-            error_callback=error_callback,
-            revoke=self._revoke,
-            on_settled=self._settled,
-            task_name=name,
-        )
-        self._track(result.task_ids)
-        gather = self._app.signature("farpool.gather", args=(chunk_ids,), options={"task_id": map_id})
+        result = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
+        gather = self._app.signature(GATHER, args=(list(chunk_ids),), options={"task_id": map_id})
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
-        self._hub.save_map(map_id, chunk_ids, self._settings.result_expires)
         with sending(self._app) as producer:
             chord(group(signatures, app=self._app), body, app=self._app).apply_async(producer=producer)
         return result
@@ -322,21 +280,30 @@ class Pool:
         timeout: float | None = None,
     ) -> AsyncResult:
         """func(*args, **kwds) as one task; `timeout` as in map."""
+        return self._apply_async(func, args, kwds, callback, error_callback, timeout, record=True)
+
+    def _apply_async(
+        self,
+        func: Any,
+        args: Sequence[Any],
+        kwds: Mapping[str, Any] | None,
+        callback: Callback | None,
+        error_callback: Callback | None,
+        timeout: float | None,
+        record: bool,
+    ) -> AsyncResult:
         self._check_running()
         check_timeout(timeout)
         name = task_name(func, self._app)
         kwds = dict(kwds or {})
         check_json(list(args))
         check_json([kwds])
-        task_id = uuid()
-        self._track([task_id])
-        result = AsyncResult(
-            self._hub, task_id, callback, error_callback, on_settled=self._settled, task_name=name
-        )
+        sent = Sent(uuid(), name, recorded=record)
+        result = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
         limits = time_limits(timeout, 1) if timeout is not None else {}
         with sending(self._app) as producer:
             self._app.send_task(
-                name, args=list(args), kwargs=kwds, task_id=task_id, producer=producer, **limits
+                name, args=list(args), kwargs=kwds, task_id=sent.id, producer=producer, **limits
             )
         return result
 
@@ -349,7 +316,7 @@ class Pool:
         timeout: float | None = None,
     ) -> Any:
         """func(*args, **kwds) on the cluster; blocks for the value."""
-        return self.apply_async(func, args, kwds, timeout=timeout).get()
+        return self._apply_async(func, args, kwds, None, None, timeout, record=False).get()
 
     # -- imap ----------------------------------------------------------------------------------
 
@@ -374,26 +341,19 @@ class Pool:
         def submit(items: list[Any], start: int) -> str:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
             signature = self._chunk_signature(name, items, start, star, label, True, timeout)
-            self._track([signature.id])
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)
             return str(signature.id)
 
-        def revoke(task_ids: list[str]) -> None:
-            self._revoke(task_ids)
-            self._settled(task_ids)
-
         return IMapIterator(
-            self._hub,
+            self._ledger,
             submit,
-            revoke,
             iterable,
             chunksize=chunksize,
             window=2 * self._processes,
             ordered=ordered,
             star=star,
             on_progress=bar.update if bar is not None else None,
-            on_chunk_done=self._settled,
             task_name=name,
         )
 
@@ -422,23 +382,23 @@ class Pool:
         return self._imap(func, iterable, chunksize, False, False, progress, timeout)
 
     def attach(self, result_id: str) -> MapResult | AsyncResult:
-        """The result of a map_async or apply_async sent by any producer, by its id."""
-        chunk_ids = self._hub.saved_map(result_id)
-        if chunk_ids is None:
-            self._track([result_id])
-            return AsyncResult(self._hub, result_id, on_settled=self._settled)
-        result = MapResult(
-            self._hub,
-            result_id,
-            chunk_ids,
-            [0] * len(chunk_ids),
-            gather_id=result_id,
-            saved_map=True,
-            revoke=self._revoke,
-            on_settled=self._settled,
-        )
-        self._track(result.task_ids)
-        return result
+        """The result of a map_async or apply_async sent by any producer, by its id.
+
+        UnknownResult if none is known: never sent, already collected, or expired.
+        """
+        self._check_running()
+        record = self._ledger.recorded(result_id)
+        if record is None:
+            raise UnknownResult(
+                f"no result is known under id {result_id!r}: it was never sent, was already "
+                f"collected, or expired (results are kept {self._settings.result_expires} s)"
+            )
+        task = record.get("task")
+        chunks = record.get("chunks")
+        if chunks is None:
+            return AsyncResult(self._ledger, Sent(result_id, task, recorded=bool(record)), owned=False)
+        sent = Sent(result_id, task, tuple(chunks), gathered=True, recorded=True)
+        return MapResult(self._ledger, sent, owned=False)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -457,13 +417,10 @@ class Pool:
         if self._state == TERMINATE:
             return
         self._state = TERMINATE
-        with self._outstanding_lock:
-            outstanding = list(self._outstanding)
-            self._outstanding.clear()
         try:
-            self._revoke(outstanding, terminate=True)
-            if outstanding:
-                self._hub.delete(outstanding)
+            ledger = getattr(self, "_ledger", None)
+            if ledger is not None:
+                ledger.abandon(ledger.in_flight(), terminate=True)
         finally:
             self._shutdown()
 
@@ -473,23 +430,22 @@ class Pool:
         For work collected later, from any process, with producer.result(id).
         """
         self.close()
-        with self._outstanding_lock:
-            self._outstanding.clear()
         self._shutdown()
 
     def join(self) -> None:
         """Wait for all submitted work (after close()), then release the pool's resources."""
         if self._state == RUN:
             raise ValueError("Pool is still running")
-        with self._outstanding_lock:
-            self._all_settled.wait_for(lambda: not self._outstanding)
+        ledger = getattr(self, "_ledger", None)
+        if ledger is not None:
+            ledger.wait_idle()
         self._shutdown()
 
     def _shutdown(self) -> None:
-        hub = getattr(self, "_hub", None)
-        if hub is not None:
-            hub.close()
-            self._hub = None  # type: ignore[assignment]
+        ledger = getattr(self, "_ledger", None)
+        if ledger is not None:
+            ledger.close()
+            self._ledger = None  # type: ignore[assignment]
         self._local.stop()
 
     def __enter__(self) -> Pool:

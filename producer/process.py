@@ -40,6 +40,8 @@ class Process:
         if self._result is None:
             raise AssertionError("can only join a started process")
         self._result.wait(timeout)
+        if self._result.ready():
+            self._result._collect()  # the value is held here from now on
 
     def is_alive(self) -> bool:
         return self._result is not None and not self._result.ready()

@@ -1,4 +1,10 @@
-"""AsyncResult and MapResult: the stdlib's result API over Celery task results."""
+"""AsyncResult and MapResult: the stdlib's result API over Celery task results.
+
+A result is read into memory when it arrives, but stays in Redis until it is collected:
+by get() (and so `await`), or by the callback or error_callback that received it. Whoever
+collects it first, in whatever process, deletes it; until then any process can collect it with
+producer.result(id).
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,50 @@ import asyncio
 import builtins
 import logging
 import threading
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
 from typing import Any
 
+import redis
 from celery import states
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError
-from producer.hub import ResultHub
+from producer.ledger import Ledger
 
 Callback = Callable[[Any], object]
 logger = logging.getLogger("farpool")
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one call put on the queue, and how to read it back.
+
+    `id` is the result's id: the task's for an apply, the map's for a map (for map_async, also
+    the id of its chord's gather task, whose value is the whole list). `recorded` calls can be
+    found by id from any process.
+    """
+
+    id: str
+    task_name: str | None = None
+    chunk_ids: tuple[str, ...] = ()
+    lengths: tuple[int, ...] = ()
+    gathered: bool = False
+    recorded: bool = False
+
+    def description(self) -> dict[str, Any]:
+        return {"task": self.task_name, "chunks": list(self.chunk_ids) if self.gathered else None}
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """The stdlib's callback and error_callback, and a progress count (items per chunk)."""
+
+    callback: Callback | None = None
+    error_callback: Callback | None = None
+    on_progress: Callable[[int], object] | None = None
 
 
 def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseException:
@@ -45,27 +82,28 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
 
 
 class _Result:
-    """What AsyncResult and MapResult share: readiness, get/wait, callbacks, `await`."""
+    """What AsyncResult and MapResult share: readiness, get/wait, callbacks, collection, `await`."""
 
-    def __init__(
-        self,
-        result_id: str,
-        callback: Callback | None = None,
-        error_callback: Callback | None = None,
-    ) -> None:
-        self._id = result_id
-        self._callback = callback
-        self._error_callback = error_callback
+    def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks) -> None:
+        self._ledger = ledger
+        self._sent = sent
+        self._callbacks = callbacks
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._settling = False
+        self._collected = False
         self._done_callbacks: list[Callable[[], None]] = []
         self._value: Any = None
         self._error: BaseException | None = None
 
     @property
     def id(self) -> str:
-        return self._id
+        return self._sent.id
+
+    @property
+    def task_ids(self) -> list[str]:
+        """Every task whose result this one is made of."""
+        return [*self._sent.chunk_ids, *([self._sent.id] if self._sent.gathered else [])]
 
     def ready(self) -> bool:
         return self._event.is_set()
@@ -81,44 +119,45 @@ class _Result:
     def get(self, timeout: float | None = None) -> Any:
         self.wait(timeout)
         if not self.ready():
-            raise TimeoutError(f"result {self._id} not ready after {timeout} s")
+            raise TimeoutError(f"result {self.id} not ready after {timeout} s")
+        self._collect()
         if self._error is not None:
             raise self._error
         return self._value
 
-    def _finish(
-        self,
-        value: Any = None,
-        error: BaseException | None = None,
-        cleanup: Callable[[], None] | None = None,
-    ) -> bool:
-        """Settle once (False if already settled): cleanup, callbacks, then wake the waiters.
+    def _collect(self) -> None:
+        """Delete the result from Redis: it has reached its collector (once)."""
+        with self._lock:
+            if self._collected:
+                return
+            self._collected = True
+        try:
+            self._ledger.collect(self.task_ids, self.id if self._sent.recorded else None)
+        except redis.RedisError:  # the value is here already; the keys expire by themselves
+            logger.warning("could not delete the results of %s", self.id, exc_info=True)
+
+    def _settle(self, value: Any = None, error: BaseException | None = None) -> None:
+        """Once: the value (or error), then the callback that receives it, then wake the waiters.
 
         Waiters wake last, as in multiprocessing, so that whoever returns from get() finds
-        the keys deleted and the pool's bookkeeping done.
+        the callbacks done.
         """
         with self._lock:
             if self._settling:
-                return False
+                return
             self._settling = True
+            self._value, self._error = value, error
+        callback = self._callbacks.callback if error is None else self._callbacks.error_callback
         try:
-            if cleanup is not None:
-                try:
-                    cleanup()
-                except Exception:  # best effort: the keys expire by themselves (result_expires)
-                    logger.warning("could not delete the results of %s", self._id, exc_info=True)
-            if error is None and self._callback is not None:
-                self._callback(value)
-            if error is not None and self._error_callback is not None:
-                self._error_callback(error)
+            if callback is not None:
+                self._collect()
+                callback(value if error is None else error)
         finally:  # whatever happened above, the waiters wake
             with self._lock:
-                self._value, self._error = value, error
                 self._event.set()
                 done_callbacks, self._done_callbacks = self._done_callbacks, []
-        for done in done_callbacks:
-            done()
-        return True
+            for done in done_callbacks:
+                done()
 
     def _on_done(self, done: Callable[[], None]) -> None:
         with self._lock:
@@ -144,125 +183,68 @@ class _Result:
 
     def __repr__(self) -> str:
         state = "ready" if self.ready() else "pending"
-        return f"<{type(self).__name__} {self._id} {state}>"
+        return f"<{type(self).__name__} {self.id} {state}>"
 
 
 class AsyncResult(_Result):
-    """The result of one task (apply_async); its key is deleted once it has arrived."""
+    """The result of one task (apply_async)."""
 
-    def __init__(
-        self,
-        hub: ResultHub,
-        task_id: str,
-        callback: Callback | None = None,
-        error_callback: Callback | None = None,
-        on_settled: Callable[[list[str]], None] | None = None,
-        task_name: str | None = None,
-    ) -> None:
-        super().__init__(task_id, callback, error_callback)
-        self._hub = hub
-        self._on_settled = on_settled
-        self._task_name = task_name
-        hub.watch([task_id], self._arrived)
-
-    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
-        def cleanup() -> None:
-            self._hub.delete([task_id])
-            if self._on_settled is not None:
-                self._on_settled([task_id])
-
-        if meta["status"] == states.SUCCESS:
-            self._finish(meta["result"], cleanup=cleanup)
-        else:
-            self._finish(error=remote_error(meta, self._task_name), cleanup=cleanup)
-
-
-class MapResult(_Result):
-    """The result of a map: chunk results in order, or the first failure (the rest revoked).
-
-    With `gather_id` (map_async's chord), the value is the gather task's list and the
-    chunks are watched only for failures and progress.
-    """
-
-    def __init__(
-        self,
-        hub: ResultHub,
-        map_id: str,
-        chunk_ids: Sequence[str],
-        chunk_lengths: Sequence[int],
-        *,
-        gather_id: str | None = None,
-        saved_map: bool = False,
-        callback: Callback | None = None,
-        error_callback: Callback | None = None,
-        on_progress: Callable[[int], object] | None = None,
-        revoke: Callable[[list[str]], None] | None = None,
-        on_settled: Callable[[list[str]], None] | None = None,
-        task_name: str | None = None,
-    ) -> None:
-        super().__init__(map_id, callback, error_callback)
-        self._task_name = task_name
-        self._hub = hub
-        self._chunk_ids = list(chunk_ids)
-        self._index = {task_id: index for index, task_id in enumerate(self._chunk_ids)}
-        self._lengths = list(chunk_lengths)
-        self._chunks: list[Any] = [None] * len(self._chunk_ids)
-        self._pending = set(self._chunk_ids)
-        self._gather_id = gather_id
-        self._saved_map = saved_map
-        self._on_progress = on_progress
-        self._revoke = revoke
-        self._on_settled = on_settled
-        self._count_lock = threading.Lock()
-        if not self._chunk_ids and gather_id is None:
-            self._finish([])
-            return
-        if gather_id is not None:
-            hub.watch([gather_id], self._gathered)
-        hub.watch(self._chunk_ids, self._chunk_arrived)
+    def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks = Callbacks(), owned: bool = True):
+        super().__init__(ledger, sent, callbacks)
+        record = (sent.id, sent.description()) if sent.recorded and owned else None
+        ledger.expect([sent.id], self._arrived, owned=owned, record=record)
 
     @property
     def task_ids(self) -> list[str]:
-        return [*self._chunk_ids, *([self._gather_id] if self._gather_id else [])]
+        return [self.id]
 
-    def _chunk_arrived(self, task_id: str, meta: dict[str, Any]) -> None:
-        with self._count_lock:
-            self._pending.discard(task_id)
-            remaining = len(self._pending)
-        if meta["status"] != states.SUCCESS:
-            self._fail(remote_error(meta, self._task_name))
-            return
-        index = self._index[task_id]
-        if self._gather_id is None:
-            self._chunks[index] = meta["result"]
-        if self._on_progress is not None:
-            self._on_progress(self._lengths[index])
-        if remaining == 0 and self._gather_id is None:
-            self._settle([value for chunk in self._chunks for value in chunk])
-
-    def _gathered(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
         if meta["status"] == states.SUCCESS:
             self._settle(meta["result"])
         else:
-            self._fail(remote_error(meta, self._task_name))
+            self._settle(error=remote_error(meta, self._sent.task_name))
+
+
+class MapResult(_Result):
+    """The result of a map: chunk results in order, or the first failure (the rest abandoned).
+
+    A map (a group) assembles the chunks' values here; a map_async (a chord) takes the value
+    its gather task stored, and watches the chunks for failures and progress.
+    """
+
+    def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks = Callbacks(), owned: bool = True):
+        super().__init__(ledger, sent, callbacks)
+        self._index = {task_id: index for index, task_id in enumerate(sent.chunk_ids)}
+        self._chunks: list[Any] = [None] * len(sent.chunk_ids)
+        self._pending = set(self.task_ids)
+        self._count_lock = threading.Lock()
+        if not self._pending:
+            self._settle([])
+            return
+        record = (sent.id, sent.description()) if sent.recorded and owned else None
+        ledger.expect(self.task_ids, self._arrived, owned=owned, record=record)
+
+    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+        with self._count_lock:
+            self._pending.discard(task_id)
+            chunks_left = len(self._pending) - (1 if self._sent.gathered and self.id in self._pending else 0)
+        if meta["status"] != states.SUCCESS:
+            self._fail(remote_error(meta, self._sent.task_name))
+        elif task_id == self.id and self._sent.gathered:
+            self._settle(meta["result"])
+        else:
+            index = self._index[task_id]
+            if not self._sent.gathered:
+                self._chunks[index] = meta["result"]
+            if self._callbacks.on_progress is not None and self._sent.lengths:
+                self._callbacks.on_progress(self._sent.lengths[index])
+            if chunks_left == 0 and not self._sent.gathered:
+                self._settle([value for chunk in self._chunks for value in chunk])
 
     def _fail(self, error: BaseException) -> None:
         with self._count_lock:
             pending = list(self._pending)
             self._pending.clear()
-        if not self.ready() and pending and self._revoke is not None:
-            self._revoke(pending)
-        self._settle(error=error, leftovers=pending)
-
-    def _settle(
-        self, value: Any = None, error: BaseException | None = None, leftovers: Sequence[str] = ()
-    ) -> None:
-        def cleanup() -> None:
-            ids = self.task_ids
-            self._hub.discard(ids, pending=leftovers)
-            if self._saved_map:
-                self._hub.forget_map(self.id)
-            if self._on_settled is not None:
-                self._on_settled(ids)
-
-        self._finish(value, error, cleanup)
+        if not self.ready() and pending:
+            self._ledger.abandon(pending)
+        self._settle(error=error)

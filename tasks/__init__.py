@@ -1,7 +1,7 @@
 """Everything that runs on a farpool worker: `celery -A tasks worker`."""
 
 from tasks import control  # noqa: F401 - registers the farpool_info remote-control command
-from tasks.app import app, create_app
+from tasks.app import FarpoolCelery, app, create_app
 from tasks.chunks import RefusedTask, mappable_task
 
-__all__ = ["RefusedTask", "app", "create_app", "mappable_task"]
+__all__ = ["FarpoolCelery", "RefusedTask", "app", "create_app", "mappable_task"]

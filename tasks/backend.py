@@ -1,20 +1,66 @@
-"""Celery's Redis result backends, minus the subscriptions farpool's own sends do not need.
+"""Celery's Redis result backends, with two changes for farpool.
 
-Stock Celery subscribes the sending process to each task's result channel as it sends it
-(`on_task_call`), and a GroupResult subscribes each of its members (`then`). farpool's
-producer collects results with one listener of its own (producer/hub.py), so for its sends
-those subscriptions would only cost a round trip per message. A plain Celery
-`AsyncResult.get()` still subscribes when it is called.
+1. Discarded results are never stored. A producer that gives up on tasks (a failed map's
+   other chunks, terminate(), an imap closed early) calls `discard`: results already stored
+   are deleted, and the others are remembered in one sorted set, so that whichever worker
+   stores one later (the chunk was running, or stores REVOKED when it meets the revoked
+   message) drops it instead, in the same atomic script. Those still in flight are revoked
+   with `farpool_revoke` (tasks/control.py), which, unlike Celery's revoke, stores nothing.
+   Nothing is left for a day.
+2. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
+   process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
+   subscribes each member (`then`); farpool's producer collects with one listener of its own
+   (producer/ledger.py), so those would cost a round trip per message. A plain Celery
+   `AsyncResult.get()` still subscribes when it is called.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from celery.backends.redis import RedisBackend, SentinelBackend
+
+from tasks.contract import GATHER
+
+DISCARDED = "farpool-discarded"
+# A chord's claim (set once its last part came in), then its saved results, counters and size.
+CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
+KEY_BATCH = 5_000
+
+# KEYS: the result key, DISCARDED. ARGV: the encoded meta, seconds to keep it (0: for ever).
+_STORE = """
+if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then return 0 end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
+# KEYS: DISCARDED, then result keys. ARGV: now, until when a mark is kept (both epoch seconds).
+# Returns the positions (from 0) of the keys not stored yet: those tasks are still in flight.
+_DISCARD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local pending = {}
+for i = 2, #KEYS do
+  if redis.call('DEL', KEYS[i]) == 0 then
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[i])
+    pending[#pending + 1] = i - 2
+  end
+end
+return pending
+"""
+
+# KEYS: a chord's CHORD_SUFFIXES keys. Once its claim exists, the rest can go.
+_DROP_FINISHED_CHORD = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) end
+return 0
+"""
 
 _quiet = threading.local()
 
@@ -29,7 +75,50 @@ def without_result_subscriptions() -> Iterator[None]:
         _quiet.active = False
 
 
-class _CollectedElsewhere:
+class _FarpoolResults:
+    _scripts: dict[tuple[int, str], Any]
+
+    def _script(self, source: str) -> Any:
+        client = self.client  # type: ignore[attr-defined]
+        scripts = self.__dict__.setdefault("_scripts", {})
+        key = (id(client), source)
+        if key not in scripts:
+            scripts[key] = client.register_script(source)
+        return scripts[key]
+
+    def _set(self, key: Any, value: Any, expires: int | None = None) -> None:
+        if expires is None:
+            expires = self.expires  # type: ignore[attr-defined]
+        self._script(_STORE)(keys=[key, DISCARDED], args=[value, int(expires or 0)])
+
+    def drop_finished_chord(self, group_id: str) -> None:
+        """Delete what a finished chord left (its saved results, after a failure); a chord whose
+        last part has not come in (no claim yet) is left alone."""
+        keys = [self.get_key_for_group(group_id, suffix) for suffix in CHORD_SUFFIXES]  # type: ignore[attr-defined]
+        self._script(_DROP_FINISHED_CHORD)(keys=keys)
+
+    def discard(self, task_ids: Sequence[str], remember: float) -> list[str]:
+        """Delete these tasks' results, and drop any stored later within `remember` seconds.
+
+        Returns the tasks that had stored nothing yet: still queued or running.
+        """
+        keys = [self.get_key_for_task(task_id) for task_id in task_ids]  # type: ignore[attr-defined]
+        now = time.time()
+        pending: list[str] = []
+        for start in range(0, len(keys), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
+            positions = self._script(_DISCARD)(keys=[DISCARDED, *batch], args=[now, now + remember])
+            pending += [task_ids[start + int(position)] for position in positions]
+        return pending
+
+    def on_chord_part_return(self, request: Any, state: Any, result: Any, **kwargs: Any) -> Any:
+        """Celery's, then, for a map_async's chord that just failed, its saved results go
+        (Celery keeps them until they expire; nobody reads them)."""
+        returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+        if request.group and request.chord and request.chord.get("task") == GATHER:
+            self.drop_finished_chord(request.group)
+        return returned
+
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if not getattr(_quiet, "active", False):
             super().on_task_call(producer, task_id)  # type: ignore[misc]
@@ -40,11 +129,11 @@ class _CollectedElsewhere:
         return super().add_pending_result(result, weak=weak, start_drainer=start_drainer)  # type: ignore[misc]
 
 
-class FarpoolRedisBackend(_CollectedElsewhere, RedisBackend):
+class FarpoolRedisBackend(_FarpoolResults, RedisBackend):
     """redis:// and rediss:// results."""
 
 
-class FarpoolSentinelBackend(_CollectedElsewhere, SentinelBackend):
+class FarpoolSentinelBackend(_FarpoolResults, SentinelBackend):
     """sentinel:// results."""
 
 

@@ -1,28 +1,25 @@
-"""The tasks that run a registered task over a chunk of items in one message."""
+"""The executor tasks: a registered task run over a chunk of items in one message (tasks/contract.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.objects import mro_lookup
 
-from tasks.app import app
-
-INTERNAL_PREFIXES = ("celery.", "farpool.")
+from tasks.contract import GATHER, MAP_CHUNK, STARMAP_CHUNK, first_unsendable, is_internal
 
 
 class RefusedTask(ValueError):
     """A chunk named a task that is not registered here, or one not meant to be mapped."""
 
 
-def mappable_task(name: str) -> Task:
-    """The registered user task called `name`; RefusedTask for built-ins and unknown names."""
-    if not isinstance(name, str) or name.startswith(INTERNAL_PREFIXES):
+def mappable_task(app: Celery, name: str) -> Task:
+    """The user task registered on `app` as `name`; RefusedTask for built-ins and unknown names."""
+    if is_internal(name):
         raise RefusedTask(f"task {name!r} is internal and cannot be mapped")
     try:
         return app.tasks[name]
@@ -33,23 +30,14 @@ def mappable_task(name: str) -> Task:
         ) from None
 
 
-JSON_SCALARS = frozenset({int, float, str, bool, type(None)})
-
-
 def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
-    if all(type(value) in JSON_SCALARS for value in results):
-        return results
-    try:
-        json.dumps(results)
-    except (TypeError, ValueError):
-        for offset, value in enumerate(results):
-            try:
-                json.dumps(value)
-            except (TypeError, ValueError):
-                raise TypeError(
-                    f"task {task_name!r} returned {type(value).__name__} for item "
-                    f"{start + offset}, which JSON cannot carry"
-                ) from None
+    unsendable = first_unsendable(results)
+    if unsendable is not None:
+        offset, _ = unsendable
+        raise TypeError(
+            f"task {task_name!r} returned {type(results[offset]).__name__} for item "
+            f"{start + offset}, which JSON cannot carry"
+        )
     return results
 
 
@@ -65,10 +53,16 @@ def overrides_call(task: Task) -> bool:
 
 
 def _run(
-    task_name: str, items: Sequence[Any], start: int, star: bool, timed: bool, timeout: float | None
+    app: Celery,
+    task: str,
+    items: Sequence[Any],
+    start: int,
+    star: bool,
+    timed: bool,
+    timeout: float | None,
 ) -> Any:
-    task = mappable_task(task_name)
-    call: Callable[..., Any] = task if overrides_call(task) else task.run
+    target = mappable_task(app, task)
+    call: Callable[..., Any] = target if overrides_call(target) else target.run
     results: list[Any] = []
     append = results.append
     began = time.perf_counter()
@@ -81,46 +75,44 @@ def _run(
                 append(call(item))
     except SoftTimeLimitExceeded:
         raise TimeoutError(
-            f"task {task_name!r} exceeded its time limit ({timeout} s per item) "
-            f"at item {start + len(results)}"
+            f"task {task!r} exceeded its time limit ({timeout} s per item) at item {start + len(results)}"
         ) from None
     elapsed = time.perf_counter() - began
-    results = _checked_json(task_name, start, results)
+    results = _checked_json(task, start, results)
     return [elapsed, results] if timed else results
 
 
-@app.task(name="farpool.map_chunk")
+@shared_task(name=MAP_CHUNK, bind=True)
 def map_chunk(
-    task_name: str,
+    self: Task,
+    task: str,
     items: Sequence[Any],
     start: int = 0,
     timed: bool = False,
     timeout: float | None = None,
 ) -> Any:
-    """[task(item) for item in items]; `start` is the first item's index in the whole map.
-
-    With `timed`, [seconds spent computing, results]: imap sizes its chunks from it.
-    `timeout` (per item) only names the limit in the error; Celery's soft limit enforces it.
-    """
-    return _run(task_name, items, start, star=False, timed=timed, timeout=timeout)
+    """[task(item) for item in items]; arguments as tasks.contract.ChunkArguments."""
+    return _run(self.app, task, items, start, star=False, timed=timed, timeout=timeout)
 
 
-@app.task(name="farpool.starmap_chunk")
+@shared_task(name=STARMAP_CHUNK, bind=True)
 def starmap_chunk(
-    task_name: str,
+    self: Task,
+    task: str,
     items: Sequence[Sequence[Any]],
     start: int = 0,
     timed: bool = False,
     timeout: float | None = None,
 ) -> Any:
     """[task(*item) for item in items], as map_chunk."""
-    return _run(task_name, items, start, star=True, timed=timed, timeout=timeout)
+    return _run(self.app, task, items, start, star=True, timed=timed, timeout=timeout)
 
 
-@app.task(name="farpool.gather")
-def gather(chunk_results: list[list[Any]], chunk_ids: list[str]) -> list[Any]:
+@shared_task(name=GATHER, bind=True)
+def gather(self: Task, chunk_results: list[list[Any]], chunk_ids: list[str]) -> list[Any]:
     """The chord body of map_async: the chunks' results flattened in order, their keys deleted."""
-    keys = [app.backend.get_key_for_task(task_id) for task_id in chunk_ids]
+    backend = self.app.backend
+    keys = [backend.get_key_for_task(task_id) for task_id in chunk_ids]
     if keys:
-        app.backend.client.delete(*keys)
+        backend.client.delete(*keys)
     return [value for chunk in chunk_results for value in chunk]

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import time
 
-from tasks.app import app
+from celery import shared_task
 
 
-@app.task(name="tasks.examples.square")
+@shared_task(name="tasks.examples.square")
 def square(x: float) -> float:
     """The seed example."""
     return x * x
 
 
-@app.task(name="tasks.examples.add")
+@shared_task(name="tasks.examples.add")
 def add(a: float, b: float) -> float:
     """Two arguments, for starmap."""
     return a + b
 
 
-@app.task(name="tasks.examples.burn")
+@shared_task(name="tasks.examples.burn")
 def burn(milliseconds: float) -> int:
     """Spin the CPU for about `milliseconds`; returns the loop count."""
     deadline = time.perf_counter() + milliseconds / 1000
@@ -29,13 +29,13 @@ def burn(milliseconds: float) -> int:
     return count
 
 
-@app.task(name="tasks.examples.count_primes")
+@shared_task(name="tasks.examples.count_primes")
 def count_primes(limit: int) -> int:
     """How many primes are below `limit`, by trial division: pure CPU."""
     return sum(1 for n in range(2, limit) if all(n % d for d in range(2, int(n**0.5) + 1)))
 
 
-@app.task(name="tasks.examples.fail_on")
+@shared_task(name="tasks.examples.fail_on")
 def fail_on(x: int, bad: int = 3) -> int:
     """x, or ValueError when x == bad: for error-path tests and demos."""
     if x == bad:
@@ -43,20 +43,20 @@ def fail_on(x: int, bad: int = 3) -> int:
     return x
 
 
-@app.task(name="tasks.examples.nap")
+@shared_task(name="tasks.examples.nap")
 def nap(seconds: float) -> float:
     """Sleep, then return `seconds`: a stand-in for a slow or hanging call."""
     time.sleep(seconds)
     return seconds
 
 
-@app.task(name="tasks.examples.as_set")
+@shared_task(name="tasks.examples.as_set")
 def as_set(x: int) -> object:
     """{x} for x > 1: a result JSON cannot carry, for the error path."""
     return {x} if x > 1 else x
 
 
-@app.task(name="tasks.examples.identity")
+@shared_task(name="tasks.examples.identity")
 def identity(x: object) -> object:
     """x itself: what moving an item to a worker and back costs, with no work."""
     return x

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -74,17 +73,14 @@ class FaultCluster:
 
     @staticmethod
     def main_pid(worker: LocalCluster) -> int:
-        return worker.processes[0].pid
+        return worker.worker.pid
 
     def pool_children(self, worker: LocalCluster) -> list[int]:
         return child_pids(self.main_pid(worker))
 
     def kill_worker(self, worker: LocalCluster) -> None:
         """SIGKILL the worker's whole process group: main process and prefork children at once."""
-        process = worker.processes[0]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
+        worker.kill_worker()
 
     def pool(self, **options: Any) -> Pool:
         pool = Pool(app=self.app, **options)

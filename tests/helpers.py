@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
+
+from producer.processes import stop_process_group
 
 FARPOOL = [sys.executable, "-m", "producer"]
 CATCH_UP_TIMEOUT = 30.0
@@ -41,6 +41,11 @@ def result_keys(client: redis.Redis) -> set[bytes]:
     return {key for key in keys if not key.endswith(b".c")}
 
 
+def stored(app: Any, task_id: str) -> bool:
+    """True once the task's result (or its refusal) is in the result backend."""
+    return bool(app.backend.client.exists(app.backend.get_key_for_task(task_id)))
+
+
 def poll(condition: Callable[[], T | None], what: str, timeout: float = CATCH_UP_TIMEOUT) -> T:
     """condition()'s first truthy value, polled every 0.2 s; AssertionError after `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -54,15 +59,9 @@ def poll(condition: Callable[[], T | None], what: str, timeout: float = CATCH_UP
         time.sleep(0.2)
 
 
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+def stop_process(process: subprocess.Popen[Any], grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL for its whole process group: nothing is left running."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    stop_process_group(process, grace)
 
 
 def fresh_machine_env(data_dir: str, concurrency: int = 1, **extra: str) -> dict[str, str]:

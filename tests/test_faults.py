@@ -147,17 +147,17 @@ def test_broker_restart_mid_map(tmp_path: Path) -> None:
 def test_a_connection_drop_while_the_producer_cleans_up_does_not_hang_the_map(pool: Pool) -> None:
     """The backend drops the connection (once) just as the producer deletes the collected result
     keys: every result has arrived, so the map returns them (the keys expire by themselves)."""
-    hub = pool._hub
-    real_delete = hub.delete
+    ledger = pool._ledger
+    real_collect = ledger.collect
     drops = []
 
-    def delete_dropping_once(task_ids: Any) -> None:
+    def collect_dropping_once(task_ids: Any, record_id: str | None = None) -> None:
         if not drops:
             drops.append(True)
             raise redis.ConnectionError("Connection closed by server.")
-        real_delete(task_ids)
+        real_collect(task_ids, record_id)
 
-    hub.delete = delete_dropping_once  # type: ignore[method-assign]
+    ledger.collect = collect_dropping_once  # type: ignore[method-assign]
     mapping = Background(lambda: pool.map("tasks.examples.square", range(10), chunksize=3))
     assert mapping.result(20) == [x * x for x in range(10)]
     assert drops, "the fault was never injected"
@@ -266,7 +266,7 @@ def test_result_expires_bounds_what_an_abandoned_map_async_leaves(tmp_path: Path
 
         poll(snapshot, "the abandoned map to finish")
         snapshot()
-        assert any(key.startswith(b"farpool-map-") for key in ttls), ttls
+        assert any(key.startswith(b"farpool-call-") for key in ttls), ttls
         assert gather_key in ttls
         assert len(ttls) > 3, "too few keys seen to say anything"
         unbounded = {key: ttl for key, ttl in ttls.items() if ttl == -1}

@@ -8,11 +8,9 @@ events, so every check polls until Flower has caught up (or fails after a deadli
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import secrets
-import signal
 import subprocess
 import tempfile
 import urllib.error
@@ -29,6 +27,7 @@ from helpers import poll, stop_process
 
 from config import load_settings, settings_env
 from producer.cluster import flower_command, flower_env
+from producer.processes import kill_process_group
 
 CHROMIUM = "/usr/bin/chromium"
 # Flower 2's tasks page hides `args` by default; farpool's chunk labels live there.
@@ -160,7 +159,7 @@ def test_flower_api_lists_the_worker_and_the_labelled_chunks_of_a_map(
     for task in chunks.values():
         assert task["name"] == "farpool.map_chunk"
         assert task["worker"] == name
-        assert task["kwargs"] == "{}"
+        assert task["kwargs"].startswith("{'task': 'tasks.examples.square', 'start': ")
     results = sorted(json.loads(task["result"]) for task in chunks.values())
     assert results == [[x * x for x in range(start, start + 10)] for start in (0, 10, 20)]
 
@@ -193,11 +192,8 @@ def chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
+            kill_process_group(process)
+            process.communicate()
         return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 

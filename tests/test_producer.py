@@ -118,7 +118,7 @@ def test_result_reattaches_from_another_process(cluster: Cluster) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str([x * x for x in range(30)])
-    assert not cluster.app.backend.client.exists(f"farpool-map-{map_id}")
+    assert not cluster.app.backend.client.exists(f"farpool-call-{map_id}")
 
 
 def test_no_result_keys_remain_after_collection(pool: Pool, cluster: Cluster) -> None:
@@ -129,7 +129,7 @@ def test_no_result_keys_remain_after_collection(pool: Pool, cluster: Cluster) ->
     pool.apply(square, (3,))
     list(pool.imap_unordered(square, range(200)))
     assert result_keys(client) == before
-    assert not list(client.scan_iter(match=b"farpool-map-*"))
+    assert not list(client.scan_iter(match=b"farpool-call-*"))
 
 
 def test_failure_revokes_the_remaining_chunks(pool: Pool, cluster: Cluster) -> None:
@@ -228,7 +228,7 @@ def test_progress_bar_counts_items(pool: Pool, capsys: pytest.CaptureFixture[str
 def test_processes_sets_the_default_chunksize(cluster: Cluster) -> None:
     with cluster.pool(processes=3) as pool:
         result = pool._map(square, range(100), None, False, False, None)
-        assert len(result._chunk_ids) == 12  # ceil(100 / (4 × 3)) = 9 per chunk
+        assert len(result._sent.chunk_ids) == 12  # ceil(100 / (4 × 3)) = 9 per chunk
         assert result.get(60) == [x * x for x in range(100)]
     with cluster.pool() as pool:
         assert pool.cluster_processes == cluster.settings.concurrency

@@ -85,12 +85,14 @@ def arrive_with_error(cluster: Cluster, pool: Pool, payload: bytes, when: str) -
     task_id = str(uuid.uuid4())
     client = cluster.app.backend.client
     key = cluster.app.backend.get_key_for_task(task_id)
+    result = None
     try:
         if when == "stored-before-watching":
             client.set(key, payload, ex=60)
             result = pool.attach(task_id)
-        else:
-            result = pool.attach(task_id)
+        else:  # a task in flight, whose key a bad payload reaches first
+            result = pool.apply_async("tasks.examples.nap", (30,))
+            key = cluster.app.backend.get_key_for_task(result.id)
             client.set(key, payload, ex=60)
             client.publish(key, payload)
         with pytest.raises(Exception) as caught:
@@ -99,6 +101,8 @@ def arrive_with_error(cluster: Cluster, pool: Pool, payload: bytes, when: str) -
         return caught.value
     finally:
         client.delete(key)
+        if result is not None:  # the nap still runs: stop it, drop its real result
+            pool._ledger.abandon([result.id], terminate=True)
 
 
 # -- passwords ----------------------------------------------------------------------------------
@@ -172,7 +176,7 @@ def test_rediss_settings_pass_through_to_celery() -> None:
     try:
         assert app.conf.broker_url == url
         connection = app.connection_for_write()
-        assert connection.transport_cls == "rediss"
+        assert connection.transport_cls == "tasks.transport:Transport"  # farpool's, for rediss:// too
         assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
         params = app.backend.connparams
         assert params["connection_class"].__name__ == "SSLConnection"

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 
-from tasks import app
+from celery import Task, shared_task
 
 
-@app.task(name="usertasks.cube")
+@shared_task(name="usertasks.cube")
 def cube(x: int) -> int:
     return x * x * x
 
 
-@app.task(name="usertasks.counted_nap", bind=True)
-def counted_nap(self: object, seconds: float, counter: str) -> float:
+@shared_task(name="usertasks.counted_nap", bind=True)
+def counted_nap(self: Task, seconds: float, counter: str) -> float:
     """Nap, after counting the run in the result backend under `counter`; -1 raises."""
-    app.backend.client.incr(counter)
+    self.app.backend.client.incr(counter)
     if seconds < 0:
         raise ValueError("asked to fail")
     time.sleep(seconds)

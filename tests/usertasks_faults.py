@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from tasks import app
+from celery import shared_task
 
 RUNS = "runs"
 HELD = "held"
@@ -56,7 +56,7 @@ def held_pid(directory: str | os.PathLike[str]) -> int | None:
     return int(path.read_text()) if path.exists() else None
 
 
-@app.task(name="usertasks_faults.counted")
+@shared_task(name="usertasks_faults.counted")
 def counted(
     x: int, directory: str, hold: int | None = None, hold_seconds: float = 0.0, nap: float = 0.0
 ) -> int:
@@ -78,7 +78,7 @@ def counted(
     return x * x
 
 
-@app.task(name="usertasks_faults.touch")
+@shared_task(name="usertasks_faults.touch")
 def touch(path: str) -> str:
     """Create the file `path`: if a refused message ever ran, its file is there."""
     Path(path).touch()

@@ -1,0 +1,227 @@
+"""The one record of a pool's work: what is in flight, what arrived, what must be deleted.
+
+Results arrive through one pub/sub listener per pool. Celery's Redis backend stores a result
+with SET and PUBLISH on the same key: the ledger subscribes to the keys it expects, then reads
+them once with MGET for any stored before the subscription, so there is no polling anywhere.
+After a reconnect it reads every expected key again, since messages published while
+disconnected are gone.
+
+A result stays in Redis until someone collects it (`collect`), whichever process that is, or
+until it expires; work given up on (`abandon`) is revoked and its results are dropped, now and
+whenever a worker stores one later (tasks/backend.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from celery import Celery, states
+
+OnReady = Callable[[str, dict[str, Any]], None]
+logger = logging.getLogger("farpool")
+KEY_BATCH = 10_000  # keys per DEL or MGET
+RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+RECORD_PREFIX = "farpool-call-"
+
+
+@dataclass(frozen=True)
+class Expected:
+    task_id: str
+    on_ready: OnReady
+    owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
+
+
+class Ledger:
+    """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.backend = app.backend
+        self.client: redis.Redis = self.backend.client
+        expires = app.conf.result_expires or 86400
+        self._remember = int(getattr(expires, "total_seconds", lambda: expires)())
+        self._expected: dict[bytes, Expected] = {}
+        self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
+        self._records: set[str] = set()  # calls recorded by this pool and not yet collected
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+        self._resync = False
+        self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
+        self._pubsub = self._new_pubsub()
+        self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
+        self._thread.start()
+
+    def _new_pubsub(self) -> Any:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self._wake_channel)
+        pubsub.connection.register_connect_callback(self._on_reconnect)
+        return pubsub
+
+    def _on_reconnect(self, connection: Any) -> None:
+        self._resync = True
+
+    def key(self, task_id: str) -> bytes:
+        key: bytes = self.backend.get_key_for_task(task_id)
+        return key
+
+    # -- what is in flight ---------------------------------------------------------------------
+
+    def expect(
+        self,
+        task_ids: Sequence[str],
+        on_ready: OnReady,
+        *,
+        owned: bool = True,
+        record: tuple[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Call on_ready(task_id, meta) once for each task as soon as it is ready.
+
+        `record` (id, description) is stored alongside, in the same round trip, so that
+        `recorded(id)` finds the call from any process until it is collected or expires.
+        """
+        keys = {self.key(task_id): task_id for task_id in task_ids}
+        with self._lock:
+            if record is not None and owned:
+                self._records.add(record[0])
+            for key, task_id in keys.items():
+                self._expected[key] = Expected(task_id, on_ready, owned)
+            if keys:
+                self._pubsub.subscribe(*keys)
+        self._read_stored(list(keys), record)
+
+    def in_flight(self) -> list[str]:
+        """The tasks this pool sent that have not arrived."""
+        with self._lock:
+            return [expected.task_id for expected in self._expected.values() if expected.owned]
+
+    def _busy(self) -> bool:
+        entries = [*self._expected.values(), *self._arriving.values()]
+        return not self._closed and any(expected.owned for expected in entries)
+
+    def wait_idle(self) -> None:
+        """Block until every task this pool sent has arrived (callbacks run) or was abandoned."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._busy())
+
+    def _forget(self, keys: Iterable[bytes]) -> list[Expected]:
+        """Stop expecting these keys; the caller holds the lock."""
+        gone = [self._expected.pop(key) for key in keys if key in self._expected]
+        if gone and not self._closed:
+            self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
+        if not self._busy():
+            self._idle.notify_all()
+        return gone
+
+    # -- what must be deleted ------------------------------------------------------------------
+
+    def collect(self, task_ids: Sequence[str], record_id: str | None = None) -> None:
+        """These results were handed to their collector: delete them (and the call's record)."""
+        keys: list[str | bytes] = [self.key(task_id) for task_id in task_ids]
+        if record_id is not None:
+            keys.append(RECORD_PREFIX + record_id)
+            with self._lock:
+                self._records.discard(record_id)
+        for start in range(0, len(keys), KEY_BATCH):
+            self.client.delete(*keys[start : start + KEY_BATCH])
+
+    def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
+        """Give up on these tasks: revoke those still in flight, drop their results now and later."""
+        with self._lock:
+            self._forget(self.key(task_id) for task_id in task_ids)
+            records = [task_id for task_id in task_ids if task_id in self._records]
+            self._records.difference_update(records)
+        if not task_ids:
+            return
+        if records:
+            self.client.delete(*(RECORD_PREFIX + record_id for record_id in records))
+        in_flight = self.backend.discard(task_ids, self._remember)
+        if in_flight:
+            arguments = {"task_id": in_flight, "terminate": terminate}
+            self.app.control.broadcast("farpool_revoke", arguments=arguments)
+
+    # -- records of calls, for result(id) from any process ---------------------------------------
+
+    def recorded(self, call_id: str) -> dict[str, Any] | None:
+        """The record of call `call_id`; {} when only its result is stored; None when unknown."""
+        record, stored = self.client.mget([RECORD_PREFIX + call_id, self.key(call_id)])
+        if record is not None:
+            return dict(json.loads(record))
+        return {} if stored is not None else None
+
+    # -- arrivals ------------------------------------------------------------------------------
+
+    def _read_stored(self, keys: list[bytes], record: tuple[str, dict[str, Any]] | None = None) -> None:
+        for start in range(0, max(len(keys), 1 if record else 0), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
+            with self.client.pipeline(transaction=False) as pipe:
+                if record is not None:
+                    call_id, description = record
+                    pipe.set(RECORD_PREFIX + call_id, json.dumps(description), ex=self._remember)
+                    record = None
+                if batch:
+                    pipe.mget(batch)
+                replies = pipe.execute()
+            payloads = replies[-1] if batch else []
+            for key, payload in zip(batch, payloads, strict=True):
+                if payload is not None:
+                    self._deliver(key, payload)
+
+    def _deliver(self, key: bytes, payload: bytes) -> None:
+        try:
+            meta = self.backend.decode_result(payload)
+        except Exception as error:
+            meta = {"status": states.FAILURE, "result": error, "traceback": None}
+        if meta["status"] not in states.READY_STATES:
+            return
+        with self._lock:
+            claimed = self._forget([key])
+            if not claimed:  # not expected, or another thread delivers it
+                return
+            expected = self._arriving[key] = claimed[0]
+        try:
+            expected.on_ready(expected.task_id, meta)
+        except Exception:  # a user's callback raised: log it, keep listening for the others
+            logger.exception("a result callback for task %s raised", expected.task_id)
+        finally:
+            with self._lock:
+                del self._arriving[key]
+                if not self._busy():
+                    self._idle.notify_all()
+
+    def _listen(self) -> None:
+        backoff = iter(RECONNECT_BACKOFF)
+        while not self._closed:
+            try:
+                message = self._pubsub.get_message(timeout=1.0)
+                backoff = iter(RECONNECT_BACKOFF)
+                if self._resync:
+                    self._resync = False
+                    with self._lock:
+                        keys = list(self._expected)
+                    self._read_stored(keys)
+                if message is not None and message["type"] == "message":
+                    self._deliver(bytes(message["channel"]), bytes(message["data"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                if self._closed:
+                    return
+                self._resync = True
+                time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._idle.notify_all()
+        with contextlib.suppress(redis.RedisError):
+            self.client.publish(self._wake_channel, b"close")
+        self._thread.join(timeout=5)
+        self._pubsub.close()

@@ -1,0 +1,75 @@
+"""What travels between a producer and a worker: executor names, chunk arguments, JSON checks.
+
+Imported by both sides; it builds no app and does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypedDict
+
+from kombu.utils import json as kombu_json
+
+MAP_CHUNK = "farpool.map_chunk"
+STARMAP_CHUNK = "farpool.starmap_chunk"
+GATHER = "farpool.gather"
+INTERNAL_PREFIXES = ("celery.", "farpool.")
+
+JSON_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
+class ChunkArguments(TypedDict, total=False):
+    """The keyword arguments of MAP_CHUNK and STARMAP_CHUNK.
+
+    task: the registered task to call per item; items: the chunk; start: the first item's
+    index in the whole map; timed: return [seconds computing, results]; timeout: seconds per
+    item, only to name the limit in the error (Celery's soft limit enforces it).
+    """
+
+    task: str
+    items: Sequence[Any]
+    start: int
+    timed: bool
+    timeout: float | None
+
+
+def chunk_arguments(
+    task: str, items: Sequence[Any], start: int, timed: bool = False, timeout: float | None = None
+) -> ChunkArguments:
+    arguments = ChunkArguments(task=task, items=items, start=start)
+    if timed:
+        arguments["timed"] = True
+    if timeout is not None:
+        arguments["timeout"] = timeout
+    return arguments
+
+
+def executor(star: bool) -> str:
+    return STARMAP_CHUNK if star else MAP_CHUNK
+
+
+def is_internal(name: object) -> bool:
+    """Celery's own tasks and farpool's executors: never run as a mapped or applied task."""
+    return not isinstance(name, str) or name.startswith(INTERNAL_PREFIXES)
+
+
+def dumps(value: Any) -> str:
+    """The JSON kombu sends for `value` (it encodes more than the json module: dates, UUIDs)."""
+    return str(kombu_json.dumps(value))  # type: ignore[no-untyped-call]
+
+
+def first_unsendable(values: Sequence[Any]) -> tuple[int, Exception] | None:
+    """(offset, error) of the first value JSON cannot carry; None when all can."""
+    if all(type(value) in JSON_SCALARS for value in values):
+        return None
+    try:
+        dumps(values)
+        return None
+    except (TypeError, ValueError):
+        pass
+    for offset, value in enumerate(values):
+        try:
+            dumps(value)
+        except (TypeError, ValueError) as error:
+            return offset, error
+    return None
