@@ -52,6 +52,7 @@ class Ledger:
         self._expected: dict[bytes, Expected] = {}
         self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
+        self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
@@ -104,6 +105,12 @@ class Ledger:
         with self._lock:
             return [expected.task_id for expected in self._expected.values() if expected.owned]
 
+    def uncollected(self) -> list[str]:
+        """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
+        with self._lock:
+            owned = [expected.task_id for expected in self._expected.values() if expected.owned]
+            return [*owned, *self._arrived]
+
     def _busy(self) -> bool:
         entries = [*self._expected.values(), *self._arriving.values()]
         return not self._closed and any(expected.owned for expected in entries)
@@ -127,24 +134,30 @@ class Ledger:
     def collect(self, task_ids: Sequence[str], record_id: str | None = None) -> None:
         """These results were handed to their collector: delete them (and the call's record)."""
         keys: list[str | bytes] = [self.key(task_id) for task_id in task_ids]
-        if record_id is not None:
-            keys.append(RECORD_PREFIX + record_id)
-            with self._lock:
+        with self._lock:
+            self._arrived.difference_update(task_ids)
+            if record_id is not None:
+                keys.append(RECORD_PREFIX + record_id)
                 self._records.discard(record_id)
         for start in range(0, len(keys), KEY_BATCH):
             self.client.delete(*keys[start : start + KEY_BATCH])
 
     def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
-        """Give up on these tasks: revoke those still in flight, drop their results now and later."""
+        """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
+        whatever they store later."""
         with self._lock:
             self._forget(self.key(task_id) for task_id in task_ids)
             records = [task_id for task_id in task_ids if task_id in self._records]
             self._records.difference_update(records)
+            arrived = [task_id for task_id in task_ids if task_id in self._arrived]
+            self._arrived.difference_update(arrived)
         if not task_ids:
             return
-        if records:
-            self.client.delete(*(RECORD_PREFIX + record_id for record_id in records))
-        in_flight = self.backend.discard(task_ids, self._remember)
+        gone = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
+        if gone:
+            self.client.delete(*gone)
+        pending = [task_id for task_id in task_ids if task_id not in set(arrived)]
+        in_flight = self.backend.discard(pending, self._remember) if pending else []
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)
@@ -188,6 +201,8 @@ class Ledger:
             if not claimed:  # not expected, or another thread delivers it
                 return
             expected = self._arriving[key] = claimed[0]
+            if expected.owned:
+                self._arrived.add(expected.task_id)
         try:
             expected.on_ready(expected.task_id, meta)
         except Exception:  # a user's callback raised: log it, keep listening for the others

@@ -420,7 +420,7 @@ class Pool:
         try:
             ledger = getattr(self, "_ledger", None)
             if ledger is not None:
-                ledger.abandon(ledger.in_flight(), terminate=True)
+                ledger.abandon(ledger.uncollected(), terminate=True)
         finally:
             self._shutdown()
 

@@ -56,9 +56,12 @@ end
 return pending
 """
 
-# KEYS: a chord's CHORD_SUFFIXES keys. Once its claim exists, the rest can go.
+# KEYS: a chord's CHORD_SUFFIXES keys. A chord has finished once its last part claimed it (.c)
+# and its size (.s) is gone: Celery deletes the size last, after reading the saved results.
 _DROP_FINISHED_CHORD = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5]) end
+if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[4]) == 0 then
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
+end
 return 0
 """
 
@@ -92,8 +95,8 @@ class _FarpoolResults:
         self._script(_STORE)(keys=[key, DISCARDED], args=[value, int(expires or 0)])
 
     def drop_finished_chord(self, group_id: str) -> None:
-        """Delete what a finished chord left (its saved results, after a failure); a chord whose
-        last part has not come in (no claim yet) is left alone."""
+        """Delete what a finished chord left (its saved results, after a failure); a chord still
+        running, or being gathered, is left alone."""
         keys = [self.get_key_for_group(group_id, suffix) for suffix in CHORD_SUFFIXES]  # type: ignore[attr-defined]
         self._script(_DROP_FINISHED_CHORD)(keys=keys)
 

@@ -104,3 +104,10 @@ def close_app(app: FarpoolCelery) -> None:
 def pool(cluster: Cluster) -> Iterator[Pool]:
     with cluster.pool() as pool:
         yield pool
+
+
+@pytest.fixture(scope="module")
+def module_pool(cluster: Cluster) -> Iterator[Pool]:
+    """One pool for a module's tests that only call it (a Pool() costs a worker broadcast, ~1 s)."""
+    with cluster.pool() as pool:
+        yield pool

@@ -82,13 +82,13 @@ def test_a_message_for_an_unregistered_task_is_refused_logged_and_answered(own: 
 @pytest.mark.parametrize("executor", ["farpool.map_chunk", "farpool.starmap_chunk"])
 @pytest.mark.parametrize("name", ["celery.backend_cleanup", "farpool.gather", "no.such.task", "os.system"])
 def test_the_chunk_executor_refuses_builtins_and_unregistered_tasks(
-    cluster: Cluster, pool: Pool, executor: str, name: str
+    cluster: Cluster, module_pool: Pool, executor: str, name: str
 ) -> None:
     items = [["touch /tmp/never"]] if executor == "farpool.starmap_chunk" else ["touch /tmp/never"]
     sent = cluster.app.send_task(executor, args=(name, items, 0))
     poll(lambda: stored(cluster.app, sent.id), "the refusal to be stored")
     with pytest.raises(RefusedTask, match=name.replace(".", r"\.")):
-        pool.attach(sent.id).get(30)
+        module_pool.attach(sent.id).get(30)
 
 
 def test_map_of_a_result_json_cannot_carry_names_task_and_item(pool: Pool) -> None:

@@ -76,14 +76,14 @@ def outcome(call: Callable[[Any, bool], Any], pool: Any, ours: bool) -> tuple[st
 
 @pytest.mark.parametrize(("name", "call"), CASES, ids=[name for name, _ in CASES])
 def test_same_result_or_exception_type(
-    name: str, call: Callable[[Any, bool], Any], pool: Pool, stdlib_pool: Any
+    name: str, call: Callable[[Any, bool], Any], module_pool: Pool, stdlib_pool: Any
 ) -> None:
-    assert outcome(call, pool, True) == outcome(call, stdlib_pool, False)
+    assert outcome(call, module_pool, True) == outcome(call, stdlib_pool, False)
 
 
-def test_remote_traceback_is_attached_as_the_cause(pool: Pool) -> None:
+def test_remote_traceback_is_attached_as_the_cause(module_pool: Pool) -> None:
     with pytest.raises(ValueError, match="item 3 is bad") as caught:
-        pool.map(fail_on, range(6))
+        module_pool.map(fail_on, range(6))
     cause = caught.value.__cause__
     assert type(cause).__name__ == "RemoteTraceback"
     assert "fail_on" in str(cause) and "raise ValueError" in str(cause)
@@ -107,9 +107,9 @@ def test_close_then_join_waits_for_outstanding_work(cluster: Cluster) -> None:
     assert [result.get(0) for result in results] == [n * n for n in range(10)]
 
 
-def test_join_before_close_is_an_error(pool: Pool) -> None:
+def test_join_before_close_is_an_error(module_pool: Pool) -> None:
     with pytest.raises(ValueError, match="still running"):
-        pool.join()
+        module_pool.join()
 
 
 def test_callbacks_run_in_the_producer(pool: Pool) -> None:
@@ -130,8 +130,8 @@ def test_timeout_error_is_both_builtin_and_multiprocessing(pool: Pool) -> None:
     assert result.get(timeout=60) == 2
 
 
-def test_successful_before_ready_is_a_value_error(pool: Pool) -> None:
-    result = pool.apply_async("tasks.examples.nap", (0.5,))
+def test_successful_before_ready_is_a_value_error(module_pool: Pool) -> None:
+    result = module_pool.apply_async("tasks.examples.nap", (0.5,))
     with pytest.raises(ValueError, match="not ready"):
         result.successful()
     result.wait(60)
@@ -139,10 +139,10 @@ def test_successful_before_ready_is_a_value_error(pool: Pool) -> None:
 
 
 @pytest.mark.parametrize("chunksize", [0, -1, 1.5])
-def test_bad_chunksize_is_a_value_error_before_sending(pool: Pool, chunksize: Any) -> None:
+def test_bad_chunksize_is_a_value_error_before_sending(module_pool: Pool, chunksize: Any) -> None:
     # multiprocessing returns [None, ...] for chunksize=0; farpool refuses it.
     with pytest.raises(ValueError, match="chunksize"):
-        pool.map(square, range(4), chunksize)
+        module_pool.map(square, range(4), chunksize)
 
 
 def test_a_raising_callback_does_not_stop_later_results(pool: Pool) -> None:

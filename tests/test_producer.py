@@ -161,15 +161,15 @@ def test_a_users_own_task_module_through_farpool_include(pool: Pool) -> None:
 
 
 @pytest.mark.parametrize("func", [lambda x: x, print, object()])
-def test_a_function_that_is_not_a_task_is_a_type_error(pool: Pool, func: Any) -> None:
+def test_a_function_that_is_not_a_task_is_a_type_error(module_pool: Pool, func: Any) -> None:
     with pytest.raises(TypeError, match=r"@app\.task"):
-        pool.map(func, [1, 2])
+        module_pool.map(func, [1, 2])
 
 
 @pytest.mark.parametrize("name", ["no.such.task", "celery.backend_cleanup", "farpool.map_chunk"])
-def test_unknown_or_internal_task_names_are_value_errors(pool: Pool, name: str) -> None:
+def test_unknown_or_internal_task_names_are_value_errors(module_pool: Pool, name: str) -> None:
     with pytest.raises(ValueError, match=name):
-        pool.apply(name, (1,))
+        module_pool.apply(name, (1,))
 
 
 def test_an_item_json_cannot_carry_is_a_type_error_naming_its_index(pool: Pool, cluster: Cluster) -> None:
@@ -182,9 +182,9 @@ def test_an_item_json_cannot_carry_is_a_type_error_naming_its_index(pool: Pool, 
     assert client.llen(cluster.settings.queue) == depth  # nothing was enqueued
 
 
-def test_a_result_json_cannot_carry_names_the_task_and_item(pool: Pool) -> None:
+def test_a_result_json_cannot_carry_names_the_task_and_item(module_pool: Pool) -> None:
     with pytest.raises(TypeError, match=r"tasks.examples.as_set.* item 1"):
-        pool.map("tasks.examples.as_set", [1, 2], 2)
+        module_pool.map("tasks.examples.as_set", [1, 2], 2)
 
 
 def test_no_worker_online_is_a_clear_error(tmp_path: Any) -> None:
@@ -245,6 +245,6 @@ def test_per_call_timeout_ends_a_hanging_item_with_a_timeout_error(pool: Pool) -
 
 
 @pytest.mark.parametrize("timeout", [0, -1, "5"])
-def test_bad_timeout_is_a_value_error(pool: Pool, timeout: Any) -> None:
+def test_bad_timeout_is_a_value_error(module_pool: Pool, timeout: Any) -> None:
     with pytest.raises(ValueError, match="timeout"):
-        pool.map(square, [1], timeout=timeout)
+        module_pool.map(square, [1], timeout=timeout)
