@@ -15,7 +15,8 @@ from tqdm import tqdm
 
 import tasks
 from config import mask_url
-from producer.chunking import check_chunksize, check_json, default_chunksize, split, star_items
+from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
+from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, online_workers
 from producer.embedded import server_address
 from producer.errors import NoWorkersError, UnknownResult
@@ -24,23 +25,9 @@ from producer.ledger import Ledger
 from producer.publishing import sending
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent
-from tasks.contract import GATHER, chunk_arguments, executor
+from tasks.contract import GATHER
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
-HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
-
-
-def check_timeout(timeout: float | None) -> None:
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
-
-
-def time_limits(timeout: float, items: int) -> dict[str, float]:
-    """Celery's limits for a message of `items` calls of at most `timeout` seconds each."""
-    soft = timeout * items
-    return {"soft_time_limit": soft, "time_limit": soft + max(HARD_LIMIT_GRACE, timeout)}
-
-
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
 
 
@@ -123,24 +110,6 @@ class Pool:
 
     # -- map and starmap ----------------------------------------------------------------------
 
-    def _chunk_signature(
-        self,
-        name: str,
-        items: Sequence[Any],
-        start: int,
-        star: bool,
-        label: str,
-        timed: bool = False,
-        timeout: float | None = None,
-    ) -> Signature:
-        # Flower and the task events show the label and the task, never the items themselves.
-        summary = f"{{'task': {name!r}, 'start': {start}}}"
-        options: dict[str, Any] = {"task_id": uuid(), "argsrepr": label, "kwargsrepr": summary}
-        if timeout is not None:
-            options.update(time_limits(timeout, len(items)))
-        kwargs = chunk_arguments(name, items, start, timed, timeout)
-        return self._app.signature(executor(star), kwargs=kwargs, options=options)
-
     def _map_signatures(
         self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
     ) -> tuple[str, list[Signature], list[int]]:
@@ -153,20 +122,8 @@ class Pool:
             items = star_items(items)
         check_json(items)
         size = chunksize or default_chunksize(len(items), self._processes)
-        chunks = split(items, size) if items else []
-        short = name.rsplit(".", 1)[-1]
-        signatures = [
-            self._chunk_signature(
-                name,
-                chunk,
-                index * size,
-                star,
-                f"{short} × {len(chunk)} items [chunk {index + 1}/{len(chunks)}]",
-                timeout=timeout,
-            )
-            for index, chunk in enumerate(chunks)
-        ]
-        return name, signatures, [len(chunk) for chunk in chunks]
+        signatures = map_signatures(self._app, name, items, size, star, timeout)
+        return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
 
     def _map(
         self,
@@ -340,7 +297,7 @@ class Pool:
 
         def submit(items: list[Any], start: int) -> str:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
-            signature = self._chunk_signature(name, items, start, star, label, True, timeout)
+            signature = chunk_signature(self._app, name, items, start, star, label, True, timeout)
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)
             return str(signature.id)
