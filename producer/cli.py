@@ -190,11 +190,24 @@ def submit(task: str, items: Sequence[str], span: str | None, chunksize: int | N
 @click.argument("result_id")
 @click.option("--timeout", type=float, help="Seconds to wait (exit 1 if not ready).")
 def result(result_id: str, timeout: float | None) -> None:
-    """The result of a `farpool submit` (or any map_async) by its id, as JSON."""
-    from producer.pool import Pool
+    """The result of a `farpool submit` (or any map_async) by its id, as JSON.
 
-    with Pool(start_local=False) as pool:
-        echo_json(pool.attach(result_id).get(timeout))
+    Needs only the result backend: no worker is looked for, none is started.
+    """
+    from producer.embedded import answers, server_address
+    from producer.errors import BrokerUnavailable
+    from producer.ledger import Ledger
+    from producer.results import attach_result
+    from tasks import app
+
+    url = app.settings.backend_url
+    if server_address(url) is not None and not answers(url):
+        raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
+    ledger = Ledger(app)
+    try:
+        echo_json(attach_result(ledger, result_id).get(timeout))
+    finally:
+        ledger.close()
 
 
 @cli.command()

@@ -48,7 +48,7 @@ class Ledger:
         self.backend = app.backend
         self.client: redis.Redis = self.backend.client
         expires = app.conf.result_expires or 86400
-        self._remember = int(getattr(expires, "total_seconds", lambda: expires)())
+        self.remember = int(getattr(expires, "total_seconds", lambda: expires)())
         self._expected: dict[bytes, Expected] = {}
         self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
@@ -157,7 +157,7 @@ class Ledger:
         if gone:
             self.client.delete(*gone)
         pending = [task_id for task_id in task_ids if task_id not in set(arrived)]
-        in_flight = self.backend.discard(pending, self._remember) if pending else []
+        in_flight = self.backend.discard(pending, self.remember) if pending else []
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)
@@ -179,7 +179,7 @@ class Ledger:
             with self.client.pipeline(transaction=False) as pipe:
                 if record is not None:
                     call_id, description = record
-                    pipe.set(RECORD_PREFIX + call_id, json.dumps(description), ex=self._remember)
+                    pipe.set(RECORD_PREFIX + call_id, json.dumps(description), ex=self.remember)
                     record = None
                 if batch:
                     pipe.mget(batch)

@@ -19,12 +19,12 @@ from producer.canvas import check_timeout, chunk_signature, map_signatures, time
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, online_workers
 from producer.embedded import server_address
-from producer.errors import NoWorkersError, UnknownResult
+from producer.errors import NoWorkersError
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
 from producer.publishing import sending
 from producer.registry import task_name
-from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent
+from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
 from tasks.contract import GATHER
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
@@ -344,18 +344,7 @@ class Pool:
         UnknownResult if none is known: never sent, already collected, or expired.
         """
         self._check_running()
-        record = self._ledger.recorded(result_id)
-        if record is None:
-            raise UnknownResult(
-                f"no result is known under id {result_id!r}: it was never sent, was already "
-                f"collected, or expired (results are kept {self._settings.result_expires} s)"
-            )
-        task = record.get("task")
-        chunks = record.get("chunks")
-        if chunks is None:
-            return AsyncResult(self._ledger, Sent(result_id, task, recorded=bool(record)), owned=False)
-        sent = Sent(result_id, task, tuple(chunks), gathered=True, recorded=True)
-        return MapResult(self._ledger, sent, owned=False)
+        return attach_result(self._ledger, result_id)
 
     # -- life cycle ----------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from celery import states
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.exceptions import EncodeError
 
-from producer.errors import TimeoutError
+from producer.errors import TimeoutError, UnknownResult
 from producer.ledger import Ledger
 
 Callback = Callable[[Any], object]
@@ -248,3 +248,21 @@ class MapResult(_Result):
         if not self.ready() and pending:
             self._ledger.abandon(pending)
         self._settle(error=error)
+
+
+def attach_result(ledger: Ledger, result_id: str) -> MapResult | AsyncResult:
+    """The result of a map_async or apply_async sent by any producer, found by its id.
+
+    UnknownResult if none is known: never sent, already collected, or expired.
+    """
+    record = ledger.recorded(result_id)
+    if record is None:
+        raise UnknownResult(
+            f"no result is known under id {result_id!r}: it was never sent, was already "
+            f"collected, or expired (results are kept {ledger.remember} s)"
+        )
+    task = record.get("task")
+    chunks = record.get("chunks")
+    if chunks is None:
+        return AsyncResult(ledger, Sent(result_id, task, recorded=bool(record)), owned=False)
+    return MapResult(ledger, Sent(result_id, task, tuple(chunks), gathered=True, recorded=True), owned=False)
