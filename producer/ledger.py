@@ -51,6 +51,7 @@ class Ledger:
         self.remember = int(getattr(expires, "total_seconds", lambda: expires)())
         self._expected: dict[bytes, Expected] = {}
         self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
+        self._owned = 0  # owned entries in _expected and _arriving: join() waits for 0
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
         self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
         self._lock = threading.Lock()
@@ -95,6 +96,8 @@ class Ledger:
             if record is not None and owned:
                 self._records.add(record[0])
             for key, task_id in keys.items():
+                if key not in self._expected and owned:
+                    self._owned += 1
                 self._expected[key] = Expected(task_id, on_ready, owned)
             if keys:
                 self._pubsub.subscribe(*keys)
@@ -112,8 +115,7 @@ class Ledger:
             return [*owned, *self._arrived]
 
     def _busy(self) -> bool:
-        entries = [*self._expected.values(), *self._arriving.values()]
-        return not self._closed and any(expected.owned for expected in entries)
+        return not self._closed and self._owned > 0
 
     def wait_idle(self) -> None:
         """Block until every task this pool sent has arrived (callbacks run) or was abandoned."""
@@ -121,13 +123,17 @@ class Ledger:
             self._idle.wait_for(lambda: not self._busy())
 
     def _forget(self, keys: Iterable[bytes]) -> list[Expected]:
-        """Stop expecting these keys; the caller holds the lock."""
+        """Stop expecting these keys; the caller holds the lock and settles the owned count."""
         gone = [self._expected.pop(key) for key in keys if key in self._expected]
         if gone and not self._closed:
             self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
+        return gone
+
+    def _settled(self, count: int) -> None:
+        """`count` owned tasks arrived (callbacks run) or were abandoned; the caller holds the lock."""
+        self._owned -= count
         if not self._busy():
             self._idle.notify_all()
-        return gone
 
     # -- what must be deleted ------------------------------------------------------------------
 
@@ -146,17 +152,18 @@ class Ledger:
         """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
         whatever they store later."""
         with self._lock:
-            self._forget(self.key(task_id) for task_id in task_ids)
+            gone = self._forget(self.key(task_id) for task_id in task_ids)
+            self._settled(sum(expected.owned for expected in gone))
             records = [task_id for task_id in task_ids if task_id in self._records]
             self._records.difference_update(records)
-            arrived = [task_id for task_id in task_ids if task_id in self._arrived]
+            arrived = {task_id for task_id in task_ids if task_id in self._arrived}
             self._arrived.difference_update(arrived)
         if not task_ids:
             return
-        gone = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
-        if gone:
-            self.client.delete(*gone)
-        pending = [task_id for task_id in task_ids if task_id not in set(arrived)]
+        stored = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
+        for start in range(0, len(stored), KEY_BATCH):
+            self.client.delete(*stored[start : start + KEY_BATCH])
+        pending = [task_id for task_id in task_ids if task_id not in arrived]
         in_flight = self.backend.discard(pending, self.remember) if pending else []
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
@@ -210,8 +217,7 @@ class Ledger:
         finally:
             with self._lock:
                 del self._arriving[key]
-                if not self._busy():
-                    self._idle.notify_all()
+                self._settled(1 if expected.owned else 0)
 
     def _listen(self) -> None:
         backoff = iter(RECONNECT_BACKOFF)

@@ -91,15 +91,15 @@ def test_the_chunk_executor_refuses_builtins_and_unregistered_tasks(
         module_pool.attach(sent.id).get(30)
 
 
-def test_map_of_a_result_json_cannot_carry_names_task_and_item(pool: Pool) -> None:
+def test_map_of_a_result_json_cannot_carry_names_task_and_item(module_pool: Pool) -> None:
     with pytest.raises(TypeError, match=r"tasks\.examples\.as_set.* item 3"):
-        pool.map("tasks.examples.as_set", [0, 1, 1, 7], chunksize=2)
+        module_pool.map("tasks.examples.as_set", [0, 1, 1, 7], chunksize=2)
 
 
-def test_apply_of_a_result_json_cannot_carry_names_the_task(pool: Pool) -> None:
+def test_apply_of_a_result_json_cannot_carry_names_the_task(module_pool: Pool) -> None:
     """Without the chunk executor, the error should still say which task returned what."""
     with pytest.raises(TypeError, match=r"tasks\.examples\.as_set.*set.*JSON"):
-        pool.apply("tasks.examples.as_set", (2,))
+        module_pool.apply("tasks.examples.as_set", (2,))
 
 
 # -- the command line ---------------------------------------------------------------------------

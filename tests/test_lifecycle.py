@@ -5,6 +5,7 @@ Each test here is a regression test for one problem of issue 9, seen on an earli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -78,6 +79,7 @@ def user_env(tmp_path: Path, concurrency: int = 1) -> dict[str, str]:
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_script_leaves_no_process_of_its_local_cluster(tmp_path: Path, signum: int) -> None:
     script = write_script(tmp_path)
+    cluster: list[int] = []
     with start_script(script, user_env(tmp_path), ["map_async", "tasks.examples.nap", [30], 1]) as process:
         try:
             read_until(process, "sent")
@@ -91,8 +93,7 @@ def test_a_killed_script_leaves_no_process_of_its_local_cluster(tmp_path: Path, 
                 timeout=ORPHAN_DEADLINE,
             )
         finally:
-            for pid in descendant_pids(process.pid):
-                os.kill(pid, signal.SIGKILL)
+            kill_survivors(cluster)
 
 
 def test_a_piped_script_ends_when_the_script_is_killed(tmp_path: Path) -> None:
@@ -100,6 +101,7 @@ def test_a_piped_script_ends_when_the_script_is_killed(tmp_path: Path) -> None:
     script = write_script(tmp_path)
     call = json.dumps(["map_async", "tasks.examples.nap", [30], 1])
     pipeline = f"{sys.executable} {script} '{call}' | cat"
+    cluster: list[int] = []
     with subprocess.Popen(
         ["sh", "-c", pipeline], env=user_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
     ) as shell:
@@ -114,9 +116,15 @@ def test_a_piped_script_ends_when_the_script_is_killed(tmp_path: Path) -> None:
             assert shell.stdout.read() is not None  # returns only once every writer has closed the pipe
             shell.wait(30)
         finally:
-            for pid in cluster if "cluster" in locals() else []:
-                if alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+            kill_survivors(cluster)
+
+
+def kill_survivors(pids: list[int]) -> None:
+    """SIGKILL whichever of these processes still runs (what the bug, or a failed test, leaves)."""
+    for pid in pids:
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def is_script(pid: int, script: Path) -> bool:
@@ -138,9 +146,7 @@ def test_the_next_run_does_not_replay_a_killed_runs_work(tmp_path: Path) -> None
         cluster = descendant_pids(first.pid)
         first.kill()
         first.wait(30)
-        for pid in cluster:  # whatever an older farpool left running, as a user would clean up
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_survivors(cluster)  # whatever an older farpool left running, as a user would clean up
     before = run_counts(runs)
     second = subprocess.run(
         [sys.executable, str(script), json.dumps(["map_async", "usertasks.cube", [0, 1, 2, 3], 1])],

@@ -112,17 +112,17 @@ def test_join_before_close_is_an_error(module_pool: Pool) -> None:
         module_pool.join()
 
 
-def test_callbacks_run_in_the_producer(pool: Pool) -> None:
+def test_callbacks_run_in_the_producer(module_pool: Pool) -> None:
     got: list[Any] = []
     errors: list[BaseException] = []
-    pool.map_async(square, range(5), callback=got.append).wait(60)
-    pool.apply_async(fail_on, (3,), error_callback=errors.append).wait(60)
+    module_pool.map_async(square, range(5), callback=got.append).wait(60)
+    module_pool.apply_async(fail_on, (3,), error_callback=errors.append).wait(60)
     assert got == [[0, 1, 4, 9, 16]]
     assert len(errors) == 1 and isinstance(errors[0], ValueError)
 
 
-def test_timeout_error_is_both_builtin_and_multiprocessing(pool: Pool) -> None:
-    result = pool.apply_async("tasks.examples.nap", (2,))
+def test_timeout_error_is_both_builtin_and_multiprocessing(module_pool: Pool) -> None:
+    result = module_pool.apply_async("tasks.examples.nap", (2,))
     with pytest.raises(producer.TimeoutError) as caught:
         result.get(timeout=0.05)
     assert isinstance(caught.value, TimeoutError)
@@ -145,9 +145,9 @@ def test_bad_chunksize_is_a_value_error_before_sending(module_pool: Pool, chunks
         module_pool.map(square, range(4), chunksize)
 
 
-def test_a_raising_callback_does_not_stop_later_results(pool: Pool) -> None:
+def test_a_raising_callback_does_not_stop_later_results(module_pool: Pool) -> None:
     def explode(value: Any) -> None:
         raise RuntimeError("callback bug")
 
-    assert pool.apply_async(square, (2,), callback=explode).get(60) == 4
-    assert pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+    assert module_pool.apply_async(square, (2,), callback=explode).get(60) == 4
+    assert module_pool.map(square, range(5)) == [0, 1, 4, 9, 16]

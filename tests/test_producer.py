@@ -30,14 +30,16 @@ hypothesis_settings = settings(
 
 @hypothesis_settings
 @given(items=json_items, chunksize=st.integers(min_value=1, max_value=25))
-def test_map_equals_builtin_map(pool: Pool, items: list[int], chunksize: int) -> None:
-    assert pool.map(square, items, chunksize) == list(map(square.run, items))
+def test_map_equals_builtin_map(module_pool: Pool, items: list[int], chunksize: int) -> None:
+    assert module_pool.map(square, items, chunksize) == list(map(square.run, items))
 
 
 @hypothesis_settings
 @given(items=json_items, chunksize=st.one_of(st.none(), st.integers(min_value=1, max_value=25)))
-def test_imap_unordered_yields_the_same_multiset(pool: Pool, items: list[int], chunksize: int | None) -> None:
-    got = Counter(pool.imap_unordered(square, items, chunksize))
+def test_imap_unordered_yields_the_same_multiset(
+    module_pool: Pool, items: list[int], chunksize: int | None
+) -> None:
+    got = Counter(module_pool.imap_unordered(square, items, chunksize))
     assert got == Counter(map(square.run, items))
 
 
@@ -58,8 +60,8 @@ def test_imap_reads_an_endless_generator_lazily_and_stops(pool: Pool) -> None:
     assert next(pulled) <= 40 + window + 2  # closing stops submitting
 
 
-def test_imap_adapts_its_chunksize_when_none_is_given(pool: Pool) -> None:
-    results = pool.imap(square, range(3000))
+def test_imap_adapts_its_chunksize_when_none_is_given(module_pool: Pool) -> None:
+    results = module_pool.imap(square, range(3000))
     assert list(results) == [n * n for n in range(3000)]
     assert results._sizer is not None and results._sizer.size > 1
 
@@ -156,8 +158,8 @@ def wait_until_idle(cluster: Cluster, timeout: float = 60) -> None:
     pytest.fail("the cluster did not become idle")
 
 
-def test_a_users_own_task_module_through_farpool_include(pool: Pool) -> None:
-    assert pool.map("usertasks.cube", range(6)) == [0, 1, 8, 27, 64, 125]
+def test_a_users_own_task_module_through_farpool_include(module_pool: Pool) -> None:
+    assert module_pool.map("usertasks.cube", range(6)) == [0, 1, 8, 27, 64, 125]
 
 
 @pytest.mark.parametrize("func", [lambda x: x, print, object()])
@@ -172,13 +174,15 @@ def test_unknown_or_internal_task_names_are_value_errors(module_pool: Pool, name
         module_pool.apply(name, (1,))
 
 
-def test_an_item_json_cannot_carry_is_a_type_error_naming_its_index(pool: Pool, cluster: Cluster) -> None:
+def test_an_item_json_cannot_carry_is_a_type_error_naming_its_index(
+    module_pool: Pool, cluster: Cluster
+) -> None:
     client = cluster.app.backend.client
     depth = client.llen(cluster.settings.queue)
     with pytest.raises(TypeError, match=r"item 2 .*set"):
-        pool.map(square, [1, 2, {3}, 4], 1)
+        module_pool.map(square, [1, 2, {3}, 4], 1)
     with pytest.raises(TypeError, match=r"item 1 .*object"):
-        pool.apply(square, (1, object()))
+        module_pool.apply(square, (1, object()))
     assert client.llen(cluster.settings.queue) == depth  # nothing was enqueued
 
 
