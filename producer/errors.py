@@ -24,3 +24,9 @@ class NoWorkersError(FarpoolError):
 
 class UnknownResult(FarpoolError, LookupError):
     """No result is known under this id: never sent, already collected, or expired."""
+
+    def __init__(self, result_id: str, kept_seconds: int) -> None:
+        super().__init__(
+            f"no result is known under id {result_id!r}: it was never sent, was already "
+            f"collected, or expired (results are kept {kept_seconds} s)"
+        )

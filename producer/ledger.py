@@ -40,6 +40,15 @@ class Expected:
     owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
 
 
+def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
+    """The record of call `call_id` in this result backend; {} when only its result is stored;
+    None when neither is (never sent, collected, or expired)."""
+    record, stored = backend.client.mget([RECORD_PREFIX + call_id, backend.get_key_for_task(call_id)])
+    if record is not None:
+        return dict(json.loads(record))
+    return {} if stored is not None else None
+
+
 class Ledger:
     """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
 
@@ -173,10 +182,7 @@ class Ledger:
 
     def recorded(self, call_id: str) -> dict[str, Any] | None:
         """The record of call `call_id`; {} when only its result is stored; None when unknown."""
-        record, stored = self.client.mget([RECORD_PREFIX + call_id, self.key(call_id)])
-        if record is not None:
-            return dict(json.loads(record))
-        return {} if stored is not None else None
+        return find_record(self.backend, call_id)
 
     # -- arrivals ------------------------------------------------------------------------------
 

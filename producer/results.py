@@ -257,10 +257,7 @@ def attach_result(ledger: Ledger, result_id: str) -> MapResult | AsyncResult:
     """
     record = ledger.recorded(result_id)
     if record is None:
-        raise UnknownResult(
-            f"no result is known under id {result_id!r}: it was never sent, was already "
-            f"collected, or expired (results are kept {ledger.remember} s)"
-        )
+        raise UnknownResult(result_id, ledger.remember)
     task = record.get("task")
     chunks = record.get("chunks")
     if chunks is None:

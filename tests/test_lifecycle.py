@@ -210,6 +210,19 @@ def test_an_unknown_id_is_an_error_and_leaves_nothing(cluster: Cluster) -> None:
     assert result_keys(client) == before
 
 
+def test_an_unknown_id_is_an_error_from_the_python_api_too(cluster: Cluster) -> None:
+    unknown = str(uuid.uuid4())
+    code = (
+        f"import producer\ntry:\n    producer.result({unknown!r})\n"
+        "except producer.UnknownResult as error:\n    print(error)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=cluster.env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"no result is known under id {unknown!r}"), done.stdout
+
+
 def test_a_failed_map_leaves_no_revoked_key(cluster: Cluster) -> None:
     client = cluster.app.backend.client
     before = result_keys(client)
