@@ -84,6 +84,8 @@ class IMapIterator(Iterator[Any]):
         self._next_to_yield = 0
         self._exhausted = False
         self._closed = False
+        self._input_error: Exception | None = None  # raised by the input, after what came before
+        self._input_error_seq = 0
 
     def __iter__(self) -> IMapIterator:
         return self
@@ -101,6 +103,12 @@ class IMapIterator(Iterator[Any]):
                 self._values.extend(self._finished_chunks.pop(self._next_to_yield))
                 self._next_to_yield += 1
                 continue
+            if self._input_error is not None and (
+                self._next_to_yield == self._input_error_seq if self._ordered else not self._in_flight
+            ):
+                error, self._input_error = self._input_error, None
+                self.close()
+                raise error
             if not self._in_flight:
                 self.close()
                 raise StopIteration
@@ -110,7 +118,15 @@ class IMapIterator(Iterator[Any]):
     def _fill(self) -> None:
         while not self._exhausted and len(self._in_flight) + len(self._finished_chunks) < self._window:
             size = self._sizer.size if self._sizer is not None else self._chunksize
-            items = list(itertools.islice(self._source, size))
+            items: list[Any] = []
+            try:
+                items.extend(itertools.islice(self._source, size))
+            except Exception as error:  # the input itself raised: its values so far come first
+                self._exhausted = True
+                self._input_error = error
+                if self._sizer is None:
+                    items = []  # as multiprocessing, which loses the chunk it was reading
+                self._input_error_seq = self._next_seq + (1 if items else 0)
             if not items:
                 self._exhausted = True
                 return

@@ -151,3 +151,47 @@ def test_a_raising_callback_does_not_stop_later_results(module_pool: Pool) -> No
 
     assert module_pool.apply_async(square, (2,), callback=explode).get(60) == 4
     assert module_pool.map(square, range(5)) == [0, 1, 4, 9, 16]
+
+
+def source_breaking_after(k: int) -> Iterator[int]:
+    """An input iterable that yields 0..k-1 and then raises."""
+    yield from range(k)
+    raise LookupError("the input broke")
+
+
+def drain(results: Iterator[Any]) -> tuple[list[Any], str]:
+    """Every value the iterator yields before it raises, and what it raised."""
+    got: list[Any] = []
+    try:
+        for value in results:
+            got.append(value)
+    except Exception as error:
+        return got, type(error).__name__
+    return got, "no error"
+
+
+@pytest.mark.parametrize("ordered", [True, False], ids=["imap", "imap_unordered"])
+@pytest.mark.parametrize("chunksize", [1, 2, 4])
+def test_imap_over_an_input_that_raises_yields_what_came_before_then_raises(
+    module_pool: Pool, stdlib_pool: Any, ordered: bool, chunksize: int
+) -> None:
+    def run(pool: Any, func: Any) -> tuple[list[Any], str]:
+        imap = pool.imap if ordered else pool.imap_unordered
+        got, raised = drain(imap(func, source_breaking_after(5), chunksize))
+        return (got if ordered else sorted(got)), raised
+
+    ours, theirs = run(module_pool, square), run(stdlib_pool, plain_square)
+    assert ours[1] == theirs[1] == "LookupError"
+    if ordered:
+        assert ours == theirs
+    else:  # the stdlib's error can overtake values still running; farpool's never does
+        assert set(theirs[0]) <= set(ours[0])
+        assert ours == run(module_pool, square)
+    assert ours[0] == [0, 1, 4, 9, 16][: len(ours[0])]
+    if chunksize == 1:
+        assert ours[0] == [0, 1, 4, 9, 16]
+
+
+def test_imap_with_adaptive_chunks_yields_every_value_before_the_inputs_error(module_pool: Pool) -> None:
+    """Without a chunksize nothing is lost: the values read before the error come first."""
+    assert drain(module_pool.imap(square, source_breaking_after(5))) == ([0, 1, 4, 9, 16], "LookupError")
