@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tasks
-from producer.embedded import answers, server_address
+from producer.embedded import reachable
 from producer.errors import UnknownResult
 from producer.ledger import find_record
 from producer.pool import Pool
@@ -21,7 +21,7 @@ def result(result_id: str, pool: Pool | None = None) -> MapResult | AsyncResult:
         app = tasks.app
         url = app.settings.backend_url
         # With no server yet, the pool starts the local one if it may, or says why not.
-        if (server_address(url) is None or answers(url)) and find_record(app.backend, result_id) is None:
+        if reachable(url) and find_record(app.backend, result_id) is None:
             raise UnknownResult(result_id, app.settings.result_expires)
         pool = default_pool()
     return pool.attach(result_id)

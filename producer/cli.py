@@ -194,14 +194,14 @@ def result(result_id: str, timeout: float | None) -> None:
 
     Needs only the result backend: no worker is looked for, none is started.
     """
-    from producer.embedded import answers, server_address
+    from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from producer.ledger import Ledger
     from producer.results import attach_result
     from tasks import app
 
     url = app.settings.backend_url
-    if server_address(url) is not None and not answers(url):
+    if not reachable(url):
         raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
     ledger = Ledger(app)
     try:

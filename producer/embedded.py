@@ -45,6 +45,12 @@ def server_address(url: str) -> ServerAddress | None:
     return ServerAddress(parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORT, password)
 
 
+def reachable(url: str) -> bool:
+    """False only when the redis:// or rediss:// server at `url` does not answer; a sentinel://
+    URL is left to its client, which finds the master itself."""
+    return server_address(url) is None or answers(url)
+
+
 def answers(url: str, timeout: float = ANSWER_TIMEOUT) -> bool:
     """True if a Redis-protocol server answers PING at `url`; a refused password raises."""
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)

@@ -112,11 +112,6 @@ class Ledger:
                 self._pubsub.subscribe(*keys)
         self._read_stored(list(keys), record)
 
-    def in_flight(self) -> list[str]:
-        """The tasks this pool sent that have not arrived."""
-        with self._lock:
-            return [expected.task_id for expected in self._expected.values() if expected.owned]
-
     def uncollected(self) -> list[str]:
         """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
         with self._lock:
