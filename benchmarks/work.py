@@ -8,9 +8,10 @@ TINY_SECONDS = 10e-6
 
 
 def spin(seconds: float) -> int:
-    """Busy-loop on the CPU for about `seconds`; returns the loop count."""
+    """Busy-loop on the CPU for about `seconds`; returns the loop count (at least 1, even for
+    a process descheduled past its deadline before its first check)."""
     deadline = time.perf_counter() + seconds
-    count = 0
+    count = 1
     while time.perf_counter() < deadline:
         count += 1
     return count

@@ -21,9 +21,9 @@ def add(a: float, b: float) -> float:
 
 @shared_task(name="tasks.examples.burn")
 def burn(milliseconds: float) -> int:
-    """Spin the CPU for about `milliseconds`; returns the loop count."""
+    """Spin the CPU for about `milliseconds`; returns the loop count (at least 1)."""
     deadline = time.perf_counter() + milliseconds / 1000
-    count = 0
+    count = 1  # at least one loop, even when descheduled past the deadline before the first check
     while time.perf_counter() < deadline:
         count += 1
     return count
