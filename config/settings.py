@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     embedded_broker: Literal["auto", "never"] = "auto"
     include: Annotated[tuple[str, ...], NoDecode] = ()
+    allow: Annotated[tuple[str, ...], NoDecode] = ()
+    import_path: Annotated[tuple[str, ...], NoDecode] = ()
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
     result_expires: int = Field(default=86400, ge=1)
@@ -82,11 +84,18 @@ class Settings(BaseSettings):
     def _backend_scheme(cls, url: str | None) -> str | None:
         return None if not url else _check_redis_url(url, "the result backend URL")
 
-    @field_validator("include", mode="before")
+    @field_validator("include", "allow", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("import_path", mode="before")
+    @classmethod
+    def _split_folders(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(folder for folder in value.split(os.pathsep) if folder)
         return value
 
     @model_validator(mode="after")
@@ -133,6 +142,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, tuple):
-            value = ",".join(value)
+            value = (os.pathsep if name == "import_path" else ",").join(value)
         env[ENV_PREFIX + name.upper()] = str(value)
     return env

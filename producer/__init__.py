@@ -1,5 +1,9 @@
 """farpool's producer: multiprocessing.Pool's API, run on Celery workers."""
 
+from producer.packages import check_own_packages
+
+check_own_packages()  # before `tasks` or `config` is imported: a user's own file may shadow them
+
 from producer.attach import result
 from producer.errors import BrokerUnavailable, FarpoolError, NoWorkersError, TimeoutError, UnknownResult
 from producer.pool import Pool

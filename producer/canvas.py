@@ -10,7 +10,7 @@ from celery.canvas import Signature
 from celery.utils import uuid
 
 from producer.chunking import split
-from tasks.contract import chunk_arguments, executor
+from tasks.contract import chunk_arguments, executor, short_name
 
 HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
 
@@ -51,7 +51,7 @@ def map_signatures(
 ) -> list[Signature]:
     """A chunk signature per `size` items, labelled `task × n items [chunk i/k]` for Flower."""
     chunks = split(items, size) if items else []
-    short = name.rsplit(".", 1)[-1]
+    short = short_name(name)
     return [
         chunk_signature(
             app,

@@ -13,10 +13,16 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
+import tasks
 from config import Settings, mask_url, settings_env
 from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
 from producer.processes import STOP_GRACE, ChildProcess
+from producer.references import MainScript
+
+# The folder holding farpool's packages: the local worker runs there, so that `-A tasks` is
+# farpool's even when the user's folder has a tasks.py of its own.
+FARPOOL_ROOT = Path(tasks.__file__).resolve().parent.parent
 
 INSPECT_TIMEOUT = 1.0
 WORKER_START_TIMEOUT = 60.0
@@ -126,8 +132,10 @@ class LocalCluster:
         *,
         flower: bool = False,
         quiet: bool = True,
+        script: MainScript | None = None,
     ) -> None:
         self.settings = settings
+        self.script = script
         self.app = app
         self.flower = flower
         self.node_name = f"farpool-local-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h"
@@ -139,12 +147,33 @@ class LocalCluster:
     def log(self) -> Path:
         return Path(self.settings.data_dir) / "local-cluster.log"
 
+    def worker_settings(self) -> Settings:
+        """The settings plus what this process can import: the worker imports it all the same.
+
+        Its import path gains this process's working folder and the script's folder; its
+        allowlist gains the script and the modules the script imported from its folder, which
+        the worker imports when a call first needs them.
+        """
+        folders = [os.getcwd()]
+        allow = list(self.settings.allow)
+        if self.script is not None:
+            folders.append(self.script.folder)
+            allow += [self.script.module, *modules_from(self.script.folder)]
+        return self.settings.model_copy(
+            update={
+                "allow": tuple(dict.fromkeys(allow)),
+                "import_path": tuple(dict.fromkeys([*self.settings.import_path, *folders])),
+                "data_dir": str(Path(self.settings.data_dir).resolve()),
+            }
+        )
+
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
-        env = {**os.environ, **settings_env(self.settings), **(extra_env or {})}
+        env = {**os.environ, **settings_env(self.worker_settings()), **(extra_env or {})}
+        options: dict[str, Any] = {"env": env, "cwd": FARPOOL_ROOT}
         if self._quiet:
-            child = ChildProcess(name, command, env=env, log=self.log)
+            child = ChildProcess(name, command, log=self.log, **options)
         else:
-            child = ChildProcess(name, command, env=env, forward_to=sys.stderr)
+            child = ChildProcess(name, command, forward_to=sys.stderr, **options)
         self.children.append(child.start())
         return child
 
@@ -215,11 +244,27 @@ class LocalCluster:
         self.stop()
 
 
+def modules_from(folder: str) -> list[str]:
+    """The modules this process imported from `folder` (a script's helpers), farpool's aside."""
+    root = Path(folder)
+    found = []
+    for name, module in list(sys.modules.items()):
+        top = name.partition(".")[0]
+        file = getattr(module, "__file__", None)
+        if name == "__main__" or top in ("tasks", "producer", "config") or not file:
+            continue
+        path = Path(file)
+        if path.parent == root or (root in path.parents and (root / top).is_dir()):
+            found.append(name)
+    return sorted(found)
+
+
 def queue_depth(app: Celery, queue: str) -> int:
     """Messages waiting in `queue` on the broker (Redis keeps no empty queue: 0 then)."""
     with app.connection_for_read() as connection:
         try:
-            return int(connection.default_channel.queue_declare(queue, passive=True).message_count)
+            channel: Any = connection.default_channel  # a kombu virtual channel
+            return int(channel.queue_declare(queue, passive=True).message_count)
         except ChannelError:
             return 0
 

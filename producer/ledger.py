@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Celery, states
@@ -54,7 +54,7 @@ class Ledger:
 
     def __init__(self, app: Celery) -> None:
         self.app = app
-        self.backend = app.backend
+        self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
         self.client: redis.Redis = self.backend.client
         expires = app.conf.result_expires or 86400
         self.remember = int(getattr(expires, "total_seconds", lambda: expires)())

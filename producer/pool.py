@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any
 
-from celery import Celery, chain, chord, group
+from celery import chain, chord, group
 from celery.canvas import Signature
 from celery.utils import uuid
 from tqdm import tqdm
@@ -23,9 +23,11 @@ from producer.errors import NoWorkersError
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
 from producer.publishing import sending
+from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
-from tasks.contract import GATHER
+from tasks.contract import CALL, GATHER, is_reference, short_name
+from tasks.references import is_importing_user_code
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
@@ -49,7 +51,7 @@ class Pool:
         maxtasksperchild: int | None = None,
         context: object = None,
         *,
-        app: Celery | None = None,
+        app: tasks.FarpoolCelery | None = None,
         start_local: bool = True,
     ) -> None:
         if processes is not None and processes < 1:
@@ -63,9 +65,15 @@ class Pool:
                 "maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N"
             )
         self._app: tasks.FarpoolCelery = app or tasks.app
+        if is_importing_user_code():
+            raise RuntimeError(
+                "a Pool was created while a worker imported the script: the workers import it "
+                "as multiprocessing's spawn does, so put its main code under "
+                "`if __name__ == '__main__':`"
+            )
         self._settings = self._app.settings
         self._state = RUN
-        self._local = LocalCluster(self._settings, self._app)
+        self._local = LocalCluster(self._settings, self._app, script=main_script())
         self._local.start_broker(persistent=False)
         try:
             workers = (
@@ -138,7 +146,7 @@ class Pool:
     ) -> MapResult:
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         bar = self._progress_bar(sum(lengths), progress)
-        chunk_ids = tuple(signature.id for signature in signatures)
+        chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
         on_progress = bar.update if bar is not None else None
         result = MapResult(self._ledger, sent, Callbacks(callback, error_callback, on_progress))
@@ -189,7 +197,7 @@ class Pool:
     ) -> MapResult:
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         map_id = uuid()
-        chunk_ids = tuple(signature.id for signature in signatures)
+        chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
         result = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
@@ -257,11 +265,15 @@ class Pool:
         check_json([kwds])
         sent = Sent(uuid(), name, recorded=record)
         result = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
-        limits = time_limits(timeout, 1) if timeout is not None else {}
+        options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
+        if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
+            task, task_args = CALL, []
+            task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
+            options.update(argsrepr=f"{short_name(name)}(…)", kwargsrepr=f"{{'function': {name!r}}}")
+        else:
+            task, task_args, task_kwargs = name, list(args), kwds
         with sending(self._app) as producer:
-            self._app.send_task(
-                name, args=list(args), kwargs=kwds, task_id=sent.id, producer=producer, **limits
-            )
+            self._app.send_task(task, args=task_args, kwargs=task_kwargs, producer=producer, **options)
         return result
 
     def apply(
@@ -291,7 +303,7 @@ class Pool:
         check_chunksize(chunksize)
         check_timeout(timeout)
         name = task_name(func, self._app)
-        short = name.rsplit(".", 1)[-1]
+        short = short_name(name)
         bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
         sequence = iter(range(1, sys.maxsize))
 

@@ -1,4 +1,4 @@
-"""Which tasks a pool may call: tasks registered on its app, by object or by name."""
+"""What a pool may call: a Celery task (by object or name) or a plain function (by reference)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.utils.imports import import_from_cwd
 
+from producer.references import function_reference, script_task_reference
 from tasks.contract import is_internal
 
 HOW_TO_REGISTER = (
@@ -16,17 +17,22 @@ HOW_TO_REGISTER = (
 
 
 def task_name(func: Any, app: Celery) -> str:
-    """The registered name of `func` (a task or a name); TypeError/ValueError before sending.
+    """What the chunks name: a task's registered name or a plain function's reference.
 
-    A name must be registered on `app`; the modules in its FARPOOL_INCLUDE are imported on
-    first need, as the workers import them.
+    TypeError/ValueError before sending. A name must be registered on `app`; the modules in its
+    FARPOOL_INCLUDE are imported on first need, as the workers import them.
     """
     if isinstance(func, Task):
+        script_task = script_task_reference(func.run)
+        if script_task is not None:
+            return script_task
         name = str(func.name)
     elif isinstance(func, str):
         name = func
+    elif callable(func):
+        return function_reference(func)
     else:
-        raise TypeError(f"{func!r} is not a Celery task: {HOW_TO_REGISTER}")
+        raise TypeError(f"{func!r} is not callable: pass a function, a Celery task or a task's name")
     if is_internal(name):
         raise ValueError(f"task {name!r} is internal to Celery or farpool and cannot be mapped")
     if name not in app.tasks:

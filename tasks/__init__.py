@@ -2,6 +2,7 @@
 
 from tasks import control  # noqa: F401 - registers the farpool_info remote-control command
 from tasks.app import FarpoolCelery, app, create_app
-from tasks.chunks import RefusedTask, mappable_task
+from tasks.chunks import mappable_task
+from tasks.references import RefusedTask
 
 __all__ = ["FarpoolCelery", "RefusedTask", "app", "create_app", "mappable_task"]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
-from celery import Celery
+from celery import Celery, signals
 
-from config import Settings, SettingsError, celery_config, load_settings
+try:
+    from config import Settings, SettingsError, celery_config, load_settings
+except ImportError as error:  # a project's own config.py, found first (celery puts its folder first)
+    raise ImportError(
+        f"{error.path or 'a module named config'} takes the place of farpool's `config` package "
+        "(one module per name in Python): rename it, for example to my_config.py, and its imports"
+    ) from None
 from tasks.backend import backend_setting
+from tasks.contract import BUILT_IN_ALLOWED
+from tasks.references import mark_importing_user_code
 from tasks.transport import transport_setting
 
 
@@ -23,6 +32,21 @@ class FarpoolCelery(Celery):
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         super().__init__("farpool", **options)
         self._farpool_settings = settings
+        signals.import_modules.connect(self._before_user_modules, sender=self)
+        signals.worker_init.connect(self._after_user_modules)
+
+    def _before_user_modules(self, **_: Any) -> None:
+        """The worker is about to import its modules: find them in FARPOOL_IMPORT_PATH too.
+
+        The folders go last on sys.path, so a user's own tasks.py or config.py there never
+        takes the place of farpool's packages.
+        """
+        sys.path.extend(folder for folder in self.settings.import_path if folder not in sys.path)
+        mark_importing_user_code(True)
+
+    def _after_user_modules(self, sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is self:
+            mark_importing_user_code(False)
 
     @property
     def settings(self) -> Settings:
@@ -35,6 +59,11 @@ class FarpoolCelery(Celery):
                     raise SystemExit(2) from None
                 raise
         return self._farpool_settings
+
+    @property
+    def allowlist(self) -> tuple[str, ...]:
+        """The modules whose plain functions this app's workers call by reference."""
+        return (*BUILT_IN_ALLOWED, *self.settings.include, *self.settings.allow)
 
     def _load_config(self) -> Any:
         settings = self.settings  # raises before Celery marks the app configured

@@ -1,4 +1,5 @@
-"""The executor tasks: a registered task run over a chunk of items in one message (tasks/contract.py)."""
+"""The executor tasks: a registered task or a plain function run over a chunk of items in one
+message, or called once (tasks/contract.py)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from typing import Any
 
 from celery import Celery, Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.utils.objects import mro_lookup
 
-from tasks.contract import GATHER, MAP_CHUNK, STARMAP_CHUNK, first_unsendable, is_internal
-
-
-class RefusedTask(ValueError):
-    """A chunk named a task that is not registered here, or one not meant to be mapped."""
+from tasks.contract import (
+    CALL,
+    GATHER,
+    MAP_CHUNK,
+    STARMAP_CHUNK,
+    first_unsendable,
+    is_internal,
+    is_reference,
+)
+from tasks.references import RefusedTask, resolve, task_body
 
 
 def mappable_task(app: Celery, name: str) -> Task:
@@ -41,15 +46,11 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
     return results
 
 
-def overrides_call(task: Task) -> bool:
-    """True if the task defines its own __call__.
-
-    Otherwise the chunk calls the plain function, as Celery's tracer does for a message:
-    Task.__call__ per item (request stack, context) costs ~18 µs. The worker patches
-    Task.__call__ from celery.app.trace, so both modules count as stock Celery.
-    """
-    stock = ["celery.app.task", "celery.app.trace"]
-    return bool(mro_lookup(type(task), "__call__", stop={Task, object}, monkey_patched=stock))
+def callable_for(app: Celery, name: str) -> Callable[..., Any]:
+    """What a chunk calls per item: the plain function a reference names, or a task's body."""
+    if is_reference(name):
+        return resolve(name, app.allowlist)
+    return task_body(mappable_task(app, name))
 
 
 def _run(
@@ -61,8 +62,7 @@ def _run(
     timed: bool,
     timeout: float | None,
 ) -> Any:
-    target = mappable_task(app, task)
-    call: Callable[..., Any] = target if overrides_call(target) else target.run
+    call = callable_for(app, task)
     results: list[Any] = []
     append = results.append
     began = time.perf_counter()
@@ -106,6 +106,12 @@ def starmap_chunk(
 ) -> Any:
     """[task(*item) for item in items], as map_chunk."""
     return _run(self.app, task, items, start, star=True, timed=timed, timeout=timeout)
+
+
+@shared_task(name=CALL, bind=True)
+def call(self: Task, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
+    """function(*args, **kwargs) for a plain function's reference (apply_async, Process)."""
+    return resolve(function, self.app.allowlist)(*args, **(kwargs or {}))
 
 
 @shared_task(name=GATHER, bind=True)

@@ -13,7 +13,13 @@ from kombu.utils import json as kombu_json
 MAP_CHUNK = "farpool.map_chunk"
 STARMAP_CHUNK = "farpool.starmap_chunk"
 GATHER = "farpool.gather"
-INTERNAL_PREFIXES = ("celery.", "farpool.")
+CALL = "farpool.call"
+EXECUTORS = frozenset({MAP_CHUNK, STARMAP_CHUNK, GATHER, CALL})
+# The seed's script as farpool ships it (`farpool demo`): every worker may call its square.
+DEMO_SCRIPT = "producer.demo.pool_multiprocessing"
+BUILT_IN_ALLOWED = ("tasks.examples", DEMO_SCRIPT)
+# farpool's own modules: their functions are never called by reference.
+FARPOOL_MODULES = ("tasks.chunks", "tasks.contract", "tasks.references")
 
 JSON_SCALARS = frozenset({int, float, str, bool, type(None)})
 
@@ -21,7 +27,8 @@ JSON_SCALARS = frozenset({int, float, str, bool, type(None)})
 class ChunkArguments(TypedDict, total=False):
     """The keyword arguments of MAP_CHUNK and STARMAP_CHUNK.
 
-    task: the registered task to call per item; items: the chunk; start: the first item's
+    task: the registered task to call per item, or a function reference ("module:name",
+    tasks/references.py) resolved inside the worker's allowlist; items: the chunk; start: the first item's
     index in the whole map; timed: return [seconds computing, results]; timeout: seconds per
     item, only to name the limit in the error (Celery's soft limit enforces it).
     """
@@ -49,8 +56,26 @@ def executor(star: bool) -> str:
 
 
 def is_internal(name: object) -> bool:
-    """Celery's own tasks and farpool's executors: never run as a mapped or applied task."""
-    return not isinstance(name, str) or name.startswith(INTERNAL_PREFIXES)
+    """Celery's own tasks and farpool's executors: never run as a mapped or applied task.
+
+    Only these exact names: a user's unnamed task defined in a script is named `farpool.<name>`
+    by Celery (the app's main name), and is not internal.
+    """
+    return not isinstance(name, str) or name.startswith("celery.") or name in EXECUTORS
+
+
+def is_reference(name: str) -> bool:
+    """True for a function reference ("module:name"), False for a registered task's name."""
+    return ":" in name
+
+
+def reference(module: str, name: str) -> str:
+    return f"{module}:{name}"
+
+
+def short_name(name: str) -> str:
+    """The function's own name, for labels: `square` for `tasks.examples.square` or `demo:square`."""
+    return name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
 def dumps(value: Any) -> str:

@@ -100,8 +100,8 @@ def test_chunks_call_the_plain_function_unless_the_task_overrides_call() -> None
     from celery import Task
 
     from tasks import app
-    from tasks.chunks import overrides_call
     from tasks.examples import square
+    from tasks.references import overrides_call
 
     class Counting(Task):  # type: ignore[misc]
         def __call__(self, *args: object, **kwargs: object) -> object:

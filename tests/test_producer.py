@@ -162,10 +162,9 @@ def test_a_users_own_task_module_through_farpool_include(module_pool: Pool) -> N
     assert module_pool.map("usertasks.cube", range(6)) == [0, 1, 8, 27, 64, 125]
 
 
-@pytest.mark.parametrize("func", [lambda x: x, print, object()])
-def test_a_function_that_is_not_a_task_is_a_type_error(module_pool: Pool, func: Any) -> None:
-    with pytest.raises(TypeError, match=r"@app\.task"):
-        module_pool.map(func, [1, 2])
+def test_something_not_callable_is_a_type_error(module_pool: Pool) -> None:
+    with pytest.raises(TypeError, match="not callable: pass a function, a Celery task or a task's name"):
+        module_pool.map(object(), [1, 2])
 
 
 @pytest.mark.parametrize("name", ["no.such.task", "celery.backend_cleanup", "farpool.map_chunk"])

@@ -20,3 +20,16 @@ def counted_nap(self: Task, seconds: float, counter: str) -> float:
         raise ValueError("asked to fail")
     time.sleep(seconds)
     return seconds
+
+
+# Plain functions, called by reference: no decorator.
+def plain_cube(x: int) -> int:
+    return x * x * x
+
+
+def plain_power(base: int, exponent: int = 2) -> int:
+    return int(base**exponent)
+
+
+def _private_double(x: int) -> int:
+    return 2 * x
