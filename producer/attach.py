@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tasks
 from producer.embedded import reachable
 from producer.errors import UnknownResult
@@ -11,7 +13,7 @@ from producer.results import AsyncResult, MapResult
 from producer.shared import default_pool
 
 
-def result(result_id: str, pool: Pool | None = None) -> MapResult | AsyncResult:
+def result(result_id: str, pool: Pool | None = None) -> MapResult[Any] | AsyncResult[Any]:
     """The MapResult of the map_async whose id this is (an AsyncResult for a single task).
 
     An unknown id is an UnknownResult at once: the process-wide pool (which may start a local

@@ -8,7 +8,7 @@ import queue
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery import states
 
@@ -18,6 +18,7 @@ from producer.ledger import Ledger
 from producer.results import remote_error
 
 Submit = Callable[[list[Any], int], str]
+R = TypeVar("R")
 
 
 class ChunkSizer:
@@ -49,7 +50,7 @@ class ChunkSizer:
         self.size = max(1, min(ideal, self.size * self.MAX_GROWTH, self.MAX_ITEMS))
 
 
-class IMapIterator(Iterator[Any]):
+class IMapIterator(Iterator[R], Generic[R]):
     """Yields results in input order (ordered) or completion order, submitting lazily."""
 
     def __init__(
@@ -78,7 +79,7 @@ class IMapIterator(Iterator[Any]):
         self._arrivals: queue.Queue[tuple[str, dict[str, Any], float]] = queue.Queue()
         self._in_flight: dict[str, tuple[int, int, float]] = {}  # id -> (seq, length, sent)
         self._finished_chunks: dict[int, list[Any]] = {}
-        self._values: deque[Any] = deque()
+        self._values: deque[R] = deque()
         self._next_start = 0
         self._next_seq = 0
         self._next_to_yield = 0
@@ -87,13 +88,13 @@ class IMapIterator(Iterator[Any]):
         self._input_error: Exception | None = None  # raised by the input, after what came before
         self._input_error_seq = 0
 
-    def __iter__(self) -> IMapIterator:
+    def __iter__(self) -> IMapIterator[R]:
         return self
 
-    def __next__(self) -> Any:
+    def __next__(self) -> R:
         return self.next()
 
-    def next(self, timeout: float | None = None) -> Any:
+    def next(self, timeout: float | None = None) -> R:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._values:
             if self._closed:

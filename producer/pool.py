@@ -1,39 +1,26 @@
-"""Pool: multiprocessing.Pool's API, with the work running on Celery workers."""
+"""Pool: multiprocessing.Pool's API, typed, with the work running on Celery workers.
+
+`func` is a plain function defined at the top level of a module or of the script, a Celery
+task, or a task's name (producer/registry.py); mypy infers what each call returns from a typed
+function or task, and `Any` from a name.
+"""
 
 from __future__ import annotations
 
-import atexit
-import sys
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, overload
 
-from celery import chain, chord, group
 from celery.canvas import Signature
-from celery.utils import uuid
-from tqdm import tqdm
 
-import tasks
-from config import mask_url
-from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
-from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
-from producer.cluster import LocalCluster, online_workers
-from producer.embedded import server_address
-from producer.errors import NoWorkersError
+from producer.engine import PoolEngine
 from producer.imap import IMapIterator
-from producer.ledger import Ledger
-from producer.publishing import sending
-from producer.references import main_script
-from producer.registry import task_name
-from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
-from tasks.contract import CALL, GATHER, is_reference, short_name
-from tasks.references import is_importing_user_code
+from producer.results import AsyncResult, Callback, MapResult
 
-RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
-HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
+T = TypeVar("T")
+R = TypeVar("R")
 
 
-class Pool:
+class Pool(PoolEngine):
     """A pool whose processes are the prefork processes of the Celery workers on the broker.
 
     `processes` plays the stdlib's part in the default chunksize and the imap window; the
@@ -43,123 +30,29 @@ class Pool:
     lifetime unless `start_local` is False (then NoWorkersError says how to start one).
     """
 
-    def __init__(
-        self,
-        processes: int | None = None,
-        initializer: Callable[..., object] | None = None,
-        initargs: Sequence[Any] = (),
-        maxtasksperchild: int | None = None,
-        context: object = None,
-        *,
-        app: tasks.FarpoolCelery | None = None,
-        start_local: bool = True,
-    ) -> None:
-        if processes is not None and processes < 1:
-            raise ValueError("Number of processes must be at least 1")
-        if initializer is not None:
-            raise TypeError(
-                "initializer runs on the workers: connect it to Celery's worker_process_init signal"
-            )
-        if maxtasksperchild is not None:
-            raise TypeError(
-                "maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N"
-            )
-        self._app: tasks.FarpoolCelery = app or tasks.app
-        if is_importing_user_code():
-            raise RuntimeError(
-                "a Pool was created while a worker imported the script: the workers import it "
-                "as multiprocessing's spawn does, so put its main code under "
-                "`if __name__ == '__main__':`"
-            )
-        self._settings = self._app.settings
-        self._state = RUN
-        self._local = LocalCluster(self._settings, self._app, script=main_script())
-        self._local.start_broker(persistent=False)
-        try:
-            workers = (
-                [] if self._local.started_broker else online_workers(self._app, queue=self._settings.queue)
-            )
-            if not workers:
-                self._start_local_worker(start_local)
-            cluster_processes = sum(worker.processes for worker in workers)
-            self._cluster_processes = cluster_processes or self._settings.concurrency
-            self._processes = processes or self._cluster_processes
-            self._ledger = Ledger(self._app)
-        except BaseException:
-            self._local.stop()
-            raise
-        atexit.register(_stop_at_exit, weakref.ref(self))
-
-    def _start_local_worker(self, allowed: bool) -> None:
-        url = self._settings.broker_url
-        address = server_address(url)
-        local = address is not None and address.is_loopback
-        if not (allowed and local and self._settings.embedded_broker == "auto"):
-            raise NoWorkersError(
-                f"no worker consumes queue {self._settings.queue!r} at {mask_url(url)}: "
-                f"{HOW_TO_START_A_WORKER}"
-            )
-        broker = "embedded broker + " if self._local.started_broker else ""
-        print(
-            f"farpool: no worker online at {mask_url(url)}; starting a local cluster "
-            f"({broker}1 worker × {self._settings.concurrency} processes) for this pool",
-            file=sys.stderr,
-        )
-        self._local.start_worker()
-
-    # -- bookkeeping ------------------------------------------------------------------------
-
-    def _check_running(self) -> None:
-        if self._state != RUN:
-            raise ValueError("Pool not running")
-
-    def _progress_bar(self, total: int | None, show: bool) -> tqdm | None:
-        return tqdm(total=total, unit="item", disable=False) if show else None
-
-    # -- map and starmap ----------------------------------------------------------------------
-
-    def _map_signatures(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
-    ) -> tuple[str, list[Signature], list[int]]:
-        self._check_running()
-        check_chunksize(chunksize)
-        check_timeout(timeout)
-        name = task_name(func, self._app)
-        items = list(iterable)
-        if star:
-            items = star_items(items)
-        check_json(items)
-        size = chunksize or default_chunksize(len(items), self._processes)
-        signatures = map_signatures(self._app, name, items, size, star, timeout)
-        return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
-
-    def _map(
-        self,
-        func: Any,
-        iterable: Iterable[Any],
-        chunksize: int | None,
-        star: bool,
-        progress: bool,
-        timeout: float | None,
-        callback: Callback | None = None,
-        error_callback: Callback | None = None,
-    ) -> MapResult:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
-        bar = self._progress_bar(sum(lengths), progress)
-        chunk_ids = tuple(str(signature.id) for signature in signatures)
-        sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
-        on_progress = bar.update if bar is not None else None
-        result = MapResult(self._ledger, sent, Callbacks(callback, error_callback, on_progress))
-        if bar is not None:
-            result._on_done(bar.close)
-        if signatures:
-            with sending(self._app) as producer:
-                group(signatures, app=self._app).apply_async(producer=producer)
-        return result
-
+    @overload
     def map(
         self,
-        func: Any,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[R]: ...
+    @overload
+    def map(
+        self,
+        func: str,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+    def map(
+        self,
+        func: Callable[[Any], Any] | str,
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
@@ -171,11 +64,31 @@ class Pool:
         `timeout`: seconds each item may run (a chunk of n items gets n × timeout, enforced by
         Celery's soft limit, then its hard limit); past it, producer.TimeoutError.
         """
-        return self._map(func, iterable, chunksize, False, progress, timeout).get()  # type: ignore[no-any-return]
+        return self._map(func, iterable, chunksize, False, progress, timeout).get()
 
+    @overload
     def starmap(
         self,
-        func: Any,
+        func: Callable[..., R],
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[R]: ...
+    @overload
+    def starmap(
+        self,
+        func: str,
+        iterable: Iterable[Iterable[Any]],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> list[Any]: ...
+    def starmap(
+        self,
+        func: Callable[..., Any] | str,
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
         *,
@@ -183,238 +96,141 @@ class Pool:
         timeout: float | None = None,
     ) -> list[Any]:
         """[func(*args) for args in iterable], as map."""
-        return self._map(func, iterable, chunksize, True, progress, timeout).get()  # type: ignore[no-any-return]
+        return self._map(func, iterable, chunksize, True, progress, timeout).get()
 
-    def _map_async(
-        self,
-        func: Any,
-        iterable: Iterable[Any],
-        chunksize: int | None,
-        star: bool,
-        callback: Callback | Signature | None,
-        error_callback: Callback | None,
-        timeout: float | None,
-    ) -> MapResult:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
-        map_id = uuid()
-        chunk_ids = tuple(str(signature.id) for signature in signatures)
-        sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
-        local_callback = None if isinstance(callback, Signature) else callback
-        result = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
-        gather = self._app.signature(GATHER, args=(list(chunk_ids),), options={"task_id": map_id})
-        body = chain(gather, callback) if isinstance(callback, Signature) else gather
-        with sending(self._app) as producer:
-            chord(group(signatures, app=self._app), body, app=self._app).apply_async(producer=producer)
-        return result
-
+    @overload
     def map_async(
         self,
-        func: Any,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        chunksize: int | None = None,
+        callback: Callback | Signature | None = None,
+        error_callback: Callback | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MapResult[R]: ...
+    @overload
+    def map_async(
+        self,
+        func: str,
         iterable: Iterable[Any],
         chunksize: int | None = None,
         callback: Callback | Signature | None = None,
         error_callback: Callback | None = None,
         *,
         timeout: float | None = None,
-    ) -> MapResult:
+    ) -> MapResult[Any]: ...
+    def map_async(
+        self,
+        func: Callable[[Any], Any] | str,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        callback: Callback | Signature | None = None,
+        error_callback: Callback | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> MapResult[Any]:
         """A chord of chunks and a gather task; the MapResult's id re-attaches with result(id)."""
         return self._map_async(func, iterable, chunksize, False, callback, error_callback, timeout)
 
     def starmap_async(
         self,
-        func: Any,
+        func: Callable[..., R] | str,
         iterable: Iterable[Iterable[Any]],
         chunksize: int | None = None,
         callback: Callback | Signature | None = None,
         error_callback: Callback | None = None,
         *,
         timeout: float | None = None,
-    ) -> MapResult:
+    ) -> MapResult[R]:
+        """starmap's map_async."""
         return self._map_async(func, iterable, chunksize, True, callback, error_callback, timeout)
-
-    # -- apply -------------------------------------------------------------------------------
 
     def apply_async(
         self,
-        func: Any,
+        func: Callable[..., R] | str,
         args: Sequence[Any] = (),
         kwds: Mapping[str, Any] | None = None,
         callback: Callback | None = None,
         error_callback: Callback | None = None,
         *,
         timeout: float | None = None,
-    ) -> AsyncResult:
+    ) -> AsyncResult[R]:
         """func(*args, **kwds) as one task; `timeout` as in map."""
         return self._apply_async(func, args, kwds, callback, error_callback, timeout, record=True)
 
-    def _apply_async(
-        self,
-        func: Any,
-        args: Sequence[Any],
-        kwds: Mapping[str, Any] | None,
-        callback: Callback | None,
-        error_callback: Callback | None,
-        timeout: float | None,
-        record: bool,
-    ) -> AsyncResult:
-        self._check_running()
-        check_timeout(timeout)
-        name = task_name(func, self._app)
-        kwds = dict(kwds or {})
-        check_json(list(args))
-        check_json([kwds])
-        sent = Sent(uuid(), name, recorded=record)
-        result = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
-        options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
-        if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
-            task, task_args = CALL, []
-            task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
-            options.update(argsrepr=f"{short_name(name)}(…)", kwargsrepr=f"{{'function': {name!r}}}")
-        else:
-            task, task_args, task_kwargs = name, list(args), kwds
-        with sending(self._app) as producer:
-            self._app.send_task(task, args=task_args, kwargs=task_kwargs, producer=producer, **options)
-        return result
-
     def apply(
         self,
-        func: Any,
+        func: Callable[..., R] | str,
         args: Sequence[Any] = (),
         kwds: Mapping[str, Any] | None = None,
         *,
         timeout: float | None = None,
-    ) -> Any:
+    ) -> R:
         """func(*args, **kwds) on the cluster; blocks for the value."""
-        return self._apply_async(func, args, kwds, None, None, timeout, record=False).get()
+        result: AsyncResult[R] = self._apply_async(func, args, kwds, None, None, timeout, record=False)
+        return result.get()
 
-    # -- imap ----------------------------------------------------------------------------------
-
-    def _imap(
-        self,
-        func: Any,
-        iterable: Iterable[Any],
-        chunksize: int | None,
-        ordered: bool,
-        star: bool,
-        progress: bool,
-        timeout: float | None,
-    ) -> IMapIterator:
-        self._check_running()
-        check_chunksize(chunksize)
-        check_timeout(timeout)
-        name = task_name(func, self._app)
-        short = short_name(name)
-        bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
-        sequence = iter(range(1, sys.maxsize))
-
-        def submit(items: list[Any], start: int) -> str:
-            label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
-            signature = chunk_signature(self._app, name, items, start, star, label, True, timeout)
-            with sending(self._app) as producer:
-                signature.apply_async(producer=producer)
-            return str(signature.id)
-
-        return IMapIterator(
-            self._ledger,
-            submit,
-            iterable,
-            chunksize=chunksize,
-            window=2 * self._processes,
-            ordered=ordered,
-            star=star,
-            on_progress=bar.update if bar is not None else None,
-            task_name=name,
-        )
-
+    @overload
     def imap(
         self,
-        func: Any,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> IMapIterator[R]: ...
+    @overload
+    def imap(
+        self,
+        func: str,
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
         progress: bool = False,
         timeout: float | None = None,
-    ) -> IMapIterator:
+    ) -> IMapIterator[Any]: ...
+    def imap(
+        self,
+        func: Callable[[Any], Any] | str,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> IMapIterator[Any]:
         """Lazily, func(x) for each x in order; no chunksize: adaptive chunks."""
         return self._imap(func, iterable, chunksize, True, False, progress, timeout)
 
+    @overload
     def imap_unordered(
         self,
-        func: Any,
+        func: Callable[[T], R],
+        iterable: Iterable[T],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> IMapIterator[R]: ...
+    @overload
+    def imap_unordered(
+        self,
+        func: str,
         iterable: Iterable[Any],
         chunksize: int | None = None,
         *,
         progress: bool = False,
         timeout: float | None = None,
-    ) -> IMapIterator:
+    ) -> IMapIterator[Any]: ...
+    def imap_unordered(
+        self,
+        func: Callable[[Any], Any] | str,
+        iterable: Iterable[Any],
+        chunksize: int | None = None,
+        *,
+        progress: bool = False,
+        timeout: float | None = None,
+    ) -> IMapIterator[Any]:
         """Lazily, func(x) for each x in the order the results arrive."""
         return self._imap(func, iterable, chunksize, False, False, progress, timeout)
-
-    def attach(self, result_id: str) -> MapResult | AsyncResult:
-        """The result of a map_async or apply_async sent by any producer, by its id.
-
-        UnknownResult if none is known: never sent, already collected, or expired.
-        """
-        self._check_running()
-        return attach_result(self._ledger, result_id)
-
-    # -- life cycle ----------------------------------------------------------------------------
-
-    @property
-    def cluster_processes(self) -> int:
-        """The total concurrency of the workers online when the pool started."""
-        return self._cluster_processes
-
-    def close(self) -> None:
-        """No more work will be submitted; join() then waits for what is in flight."""
-        if self._state == RUN:
-            self._state = CLOSE
-
-    def terminate(self) -> None:
-        """Revoke everything still queued or running for this pool, then stop."""
-        if self._state == TERMINATE:
-            return
-        self._state = TERMINATE
-        try:
-            ledger = getattr(self, "_ledger", None)
-            if ledger is not None:
-                ledger.abandon(ledger.uncollected(), terminate=True)
-        finally:
-            self._shutdown()
-
-    def detach(self) -> None:
-        """Close the pool and release it without revoking what is in flight.
-
-        For work collected later, from any process, with producer.result(id).
-        """
-        self.close()
-        self._shutdown()
-
-    def join(self) -> None:
-        """Wait for all submitted work (after close()), then release the pool's resources."""
-        if self._state == RUN:
-            raise ValueError("Pool is still running")
-        ledger = getattr(self, "_ledger", None)
-        if ledger is not None:
-            ledger.wait_idle()
-        self._shutdown()
-
-    def _shutdown(self) -> None:
-        ledger = getattr(self, "_ledger", None)
-        if ledger is not None:
-            ledger.close()
-            self._ledger = None  # type: ignore[assignment]
-        self._local.stop()
-
-    def __enter__(self) -> Pool:
-        self._check_running()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.terminate()
-
-
-def _stop_at_exit(pool_ref: weakref.ref[Pool]) -> None:
-    pool = pool_ref()
-    if pool is not None:
-        pool.terminate()

@@ -29,7 +29,7 @@ class Process:
         self._args = tuple(args)
         self._kwargs = dict(kwargs or {})
         self.name = name or f"Process-{id(self):x}"
-        self._result: AsyncResult | None = None
+        self._result: AsyncResult[Any] | None = None
 
     def start(self) -> None:
         if self._result is not None:

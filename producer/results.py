@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from multiprocessing.pool import RemoteTraceback  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis
 from celery import states
@@ -26,6 +26,8 @@ from producer.errors import TimeoutError, UnknownResult
 from producer.ledger import Ledger
 
 Callback = Callable[[Any], object]
+V = TypeVar("V")  # what get() returns
+R = TypeVar("R")  # what the function returns
 logger = logging.getLogger("farpool")
 
 
@@ -81,7 +83,7 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
     return error
 
 
-class _Result:
+class _Result(Generic[V]):
     """What AsyncResult and MapResult share: readiness, get/wait, callbacks, collection, `await`."""
 
     def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks) -> None:
@@ -93,7 +95,7 @@ class _Result:
         self._settling = False
         self._collected = False
         self._done_callbacks: list[Callable[[], None]] = []
-        self._value: Any = None
+        self._value: V = None  # type: ignore[assignment]  # set before anyone reads it
         self._error: BaseException | None = None
 
     @property
@@ -116,7 +118,7 @@ class _Result:
     def wait(self, timeout: float | None = None) -> None:
         self._event.wait(timeout)
 
-    def get(self, timeout: float | None = None) -> Any:
+    def get(self, timeout: float | None = None) -> V:
         self.wait(timeout)
         if not self.ready():
             raise TimeoutError(f"result {self.id} not ready after {timeout} s")
@@ -166,7 +168,7 @@ class _Result:
                 return
         done()
 
-    def __await__(self) -> Generator[Any, None, Any]:
+    def __await__(self) -> Generator[Any, None, V]:
         loop = asyncio.get_running_loop()
         settled: asyncio.Future[None] = loop.create_future()
 
@@ -186,7 +188,7 @@ class _Result:
         return f"<{type(self).__name__} {self.id} {state}>"
 
 
-class AsyncResult(_Result):
+class AsyncResult(_Result[R]):
     """The result of one task (apply_async)."""
 
     def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks = Callbacks(), owned: bool = True):
@@ -205,7 +207,7 @@ class AsyncResult(_Result):
             self._settle(error=remote_error(meta, self._sent.task_name))
 
 
-class MapResult(_Result):
+class MapResult(_Result[list[R]]):
     """The result of a map: chunk results in order, or the first failure (the rest abandoned).
 
     A map (a group) assembles the chunks' values here; a map_async (a chord) takes the value
@@ -250,7 +252,7 @@ class MapResult(_Result):
         self._settle(error=error)
 
 
-def attach_result(ledger: Ledger, result_id: str) -> MapResult | AsyncResult:
+def attach_result(ledger: Ledger, result_id: str) -> MapResult[Any] | AsyncResult[Any]:
     """The result of a map_async or apply_async sent by any producer, found by its id.
 
     UnknownResult if none is known: never sent, already collected, or expired.
