@@ -58,8 +58,20 @@ def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
     )
 
 
+def ask_workers(app: Celery, command: str, timeout: float) -> list[dict[str, Any]]:
+    """The replies to a remote-control command, collected on a connection of its own.
+
+    A pooled kombu connection stops receiving replies once this process has forked (a
+    fork-context multiprocessing.Pool, say): the child's after-fork cleanup removes the
+    connection's sockets from the epoll set it shares with the parent.
+    """
+    with app.connection_for_write() as connection:
+        replies = app.control.broadcast(command, reply=True, timeout=timeout, connection=connection)
+    return list(replies or [])
+
+
 def _ask_workers(app: Celery, timeout: float) -> list[WorkerInfo]:
-    replies = app.control.broadcast("farpool_info", reply=True, timeout=timeout) or []
+    replies = ask_workers(app, "farpool_info", timeout)
     return sorted(
         (_worker_info(name, answer) for reply in replies for name, answer in reply.items()),
         key=lambda worker: worker.name,
@@ -211,7 +223,7 @@ class LocalCluster:
         expected = self.node_name.replace("%h", "")
 
         def answers() -> bool:
-            replies = self.app.control.ping(timeout=0.5) or []
+            replies = ask_workers(self.app, "ping", timeout=0.5)
             return any(expected in name for reply in replies for name in reply)
 
         if not worker.wait_ready(answers, WORKER_START_TIMEOUT, interval=0):

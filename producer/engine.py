@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, Self
 
+import redis
 from celery import chain, chord, group
 from celery.canvas import Signature
 from celery.utils import uuid
+from kombu.exceptions import OperationalError
 from tqdm import tqdm
 
 import tasks
@@ -30,6 +34,7 @@ from tasks.contract import CALL, GATHER, is_reference, short_name
 from tasks.references import is_importing_user_code
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+logger = logging.getLogger("farpool")
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
 
 
@@ -65,7 +70,7 @@ class PoolEngine:
                 "`if __name__ == '__main__':`"
             )
         self._settings = self._app.settings
-        self._state = RUN
+        self._state = CLOSE  # RUN once it is up; a pool that failed to start is never "running"
         self._local = LocalCluster(self._settings, self._app, script=main_script())
         self._local.start_broker(persistent=False)
         try:
@@ -82,6 +87,7 @@ class PoolEngine:
             self._local.stop()
             raise
         atexit.register(_stop_at_exit, weakref.ref(self))
+        self._state = RUN
 
     def _start_local_worker(self, allowed: bool) -> None:
         url = self._settings.broker_url
@@ -307,8 +313,23 @@ class PoolEngine:
     def __exit__(self, *exc: object) -> None:
         self.terminate()
 
+    def __del__(self) -> None:
+        """As multiprocessing's: a running pool garbage-collected warns, and is terminated."""
+        if getattr(self, "_state", None) == RUN:
+            message = f"unclosed running farpool pool {self!r}"
+            warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
+            _terminate_quietly(self)
+
+
+def _terminate_quietly(pool: PoolEngine) -> None:
+    """terminate(), with one line instead of a traceback when the broker is gone already."""
+    try:
+        pool.terminate()
+    except (redis.RedisError, OSError, OperationalError) as error:
+        logger.warning("farpool: could not revoke the pool's work (%s: %s)", type(error).__name__, error)
+
 
 def _stop_at_exit(pool_ref: weakref.ref[PoolEngine]) -> None:
     pool = pool_ref()
     if pool is not None:
-        pool.terminate()
+        _terminate_quietly(pool)

@@ -8,7 +8,8 @@ disconnected are gone.
 
 A result stays in Redis until someone collects it (`collect`), whichever process that is, or
 until it expires; work given up on (`abandon`) is revoked and its results are dropped, now and
-whenever a worker stores one later (tasks/backend.py).
+whenever a worker stores one later (tasks/backend.py). Until then it is *draining*: as with
+multiprocessing, join() waits for a failed map's chunks that were still running.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, cast
 
 import redis
 from celery import Celery, states
+
+from tasks.backend import DISCARDED
 
 OnReady = Callable[[str, dict[str, Any]], None]
 logger = logging.getLogger("farpool")
@@ -63,6 +66,7 @@ class Ledger:
         self._owned = 0  # owned entries in _expected and _arriving: join() waits for 0
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
         self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
+        self._draining: set[bytes] = set()  # abandoned, still queued or running: join() waits for them
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
@@ -119,10 +123,11 @@ class Ledger:
             return [*owned, *self._arrived]
 
     def _busy(self) -> bool:
-        return not self._closed and self._owned > 0
+        return not self._closed and (self._owned > 0 or bool(self._draining))
 
     def wait_idle(self) -> None:
-        """Block until every task this pool sent has arrived (callbacks run) or was abandoned."""
+        """Block until every task this pool sent has arrived (callbacks run) or, if abandoned,
+        has ended (ran, or was skipped as revoked)."""
         with self._idle:
             self._idle.wait_for(lambda: not self._busy())
 
@@ -154,7 +159,9 @@ class Ledger:
 
     def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
         """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
-        whatever they store later."""
+        whatever they store later. Nothing once the ledger is closed: its pool gave up on all."""
+        if self._closed:
+            return
         with self._lock:
             gone = self._forget(self.key(task_id) for task_id in task_ids)
             self._settled(sum(expected.owned for expected in gone))
@@ -172,6 +179,35 @@ class Ledger:
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)
+            if not terminate:
+                self._drain([self.key(task_id) for task_id in in_flight])
+
+    def _drain(self, keys: list[bytes]) -> None:
+        """Wait for these abandoned tasks to end: a worker drops what they store and says so."""
+        with self._lock:
+            if self._closed:
+                return
+            self._draining.update(keys)
+            self._pubsub.subscribe(*keys)
+        self._check_drained(keys)
+
+    def _check_drained(self, keys: list[bytes]) -> None:
+        """A task has ended once its discard mark is gone (the worker's store removed it)."""
+        if not keys:
+            return
+        scores = self.client.zmscore(DISCARDED, keys)  # type: ignore[arg-type]
+        self._drained([key for key, score in zip(keys, scores, strict=True) if score is None])
+
+    def _drained(self, keys: list[bytes]) -> None:
+        with self._lock:
+            ended = self._draining.intersection(keys)
+            if not ended:
+                return
+            self._draining.difference_update(ended)
+            if not self._closed:
+                self._pubsub.unsubscribe(*ended)
+            if not self._busy():
+                self._idle.notify_all()
 
     # -- records of calls, for result(id) from any process ---------------------------------------
 
@@ -198,6 +234,11 @@ class Ledger:
                     self._deliver(key, payload)
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
+        if key in self._draining:
+            self._drained([key])
+            return
+        if not payload:  # a dropped result's notice, for a task no longer watched
+            return
         try:
             meta = self.backend.decode_result(payload)
         except Exception as error:
@@ -229,8 +270,9 @@ class Ledger:
                 if self._resync:
                     self._resync = False
                     with self._lock:
-                        keys = list(self._expected)
+                        keys, draining = list(self._expected), list(self._draining)
                     self._read_stored(keys)
+                    self._check_drained(draining)
                 if message is not None and message["type"] == "message":
                     self._deliver(bytes(message["channel"]), bytes(message["data"]))
             except (redis.ConnectionError, redis.TimeoutError, OSError):

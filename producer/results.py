@@ -24,6 +24,7 @@ from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError, UnknownResult
 from producer.ledger import Ledger
+from tasks.contract import UnsendableResult
 
 Callback = Callable[[Any], object]
 V = TypeVar("V")  # what get() returns
@@ -72,7 +73,7 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
     elif isinstance(stored, (SoftTimeLimitExceeded, TimeLimitExceeded)):
         error = TimeoutError(f"{what} exceeded its time limit ({type(stored).__name__}: {stored})")
     elif isinstance(stored, EncodeError):
-        error = TypeError(f"{what} returned a value JSON cannot carry: {stored}")
+        error = UnsendableResult(f"{what} returned a value JSON cannot carry: {stored}")
     elif isinstance(stored, BaseException):
         error = stored
     else:

@@ -32,8 +32,12 @@ CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
 KEY_BATCH = 5_000
 
 # KEYS: the result key, DISCARDED. ARGV: the encoded meta, seconds to keep it (0: for ever).
+# A discarded result is dropped, with an empty message on its channel: that task has ended.
 _STORE = """
-if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then return 0 end
+if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
+  redis.call('PUBLISH', KEYS[1], '')
+  return 0
+end
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 else

@@ -15,6 +15,7 @@ from tasks.contract import (
     GATHER,
     MAP_CHUNK,
     STARMAP_CHUNK,
+    UnsendableResult,
     first_unsendable,
     is_internal,
     is_reference,
@@ -39,8 +40,8 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
     unsendable = first_unsendable(results)
     if unsendable is not None:
         offset, _ = unsendable
-        raise TypeError(
-            f"task {task_name!r} returned {type(results[offset]).__name__} for item "
+        raise UnsendableResult(
+            f"{task_name!r} returned {type(results[offset]).__name__} for item "
             f"{start + offset}, which JSON cannot carry"
         )
     return results
@@ -111,7 +112,10 @@ def starmap_chunk(
 @shared_task(name=CALL, bind=True)
 def call(self: Task, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
     """function(*args, **kwargs) for a plain function's reference (apply_async, Process)."""
-    return resolve(function, self.app.allowlist)(*args, **(kwargs or {}))
+    result = resolve(function, self.app.allowlist)(*args, **(kwargs or {}))
+    if first_unsendable([result]) is not None:
+        raise UnsendableResult(f"{function!r} returned {type(result).__name__}, which JSON cannot carry")
+    return result
 
 
 @shared_task(name=GATHER, bind=True)

@@ -6,6 +6,7 @@ Imported by both sides; it builds no app and does no I/O.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from multiprocessing.pool import MaybeEncodingError
 from typing import Any, TypedDict
 
 from kombu.utils import json as kombu_json
@@ -38,6 +39,20 @@ class ChunkArguments(TypedDict, total=False):
     start: int
     timed: bool
     timeout: float | None
+
+
+class UnsendableResult(MaybeEncodingError, TypeError):
+    """A result JSON cannot carry: multiprocessing's MaybeEncodingError, and a TypeError."""
+
+    def __init__(self, message: str) -> None:
+        TypeError.__init__(self, message)  # args: (message,), as the result backend rebuilds it
+        self.exc, self.value = message, ""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.args[0]!r})"
 
 
 def chunk_arguments(

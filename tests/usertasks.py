@@ -33,3 +33,27 @@ def plain_power(base: int, exponent: int = 2) -> int:
 
 def _private_double(x: int) -> int:
     return 2 * x
+
+
+def returns_a_function(x: int) -> object:
+    """A result neither pickle nor JSON can carry."""
+    return lambda: x
+
+
+def fail_or_mark(x: int, marker: str) -> int:
+    """0 fails at once; anything else runs for a while, then leaves `marker` behind."""
+    if x == 0:
+        raise ValueError("item 0 fails")
+    time.sleep(1.5)
+    with open(marker, "w") as file:
+        file.write(str(x))
+    return x
+
+
+def identity(value: object) -> object:
+    return value
+
+
+def arrived_as(value: object) -> str:
+    """What the worker received, as repr shows it (types included)."""
+    return repr(value)
