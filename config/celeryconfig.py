@@ -6,6 +6,8 @@ from typing import Any
 
 from config.settings import Settings
 
+SERIALIZER = "farpool-json"  # registered with kombu by tasks/encoding.py
+
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration mapping for these settings."""
@@ -29,11 +31,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # The mission: one prefork process per core, on every host.
         "worker_pool": "prefork",
         "worker_concurrency": settings.concurrency,
-        # JSON only: a pickle payload from the broker or the backend is never loaded.
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
+        # JSON only: a pickle payload from the broker or the backend is never loaded. farpool's
+        # JSON (tasks/encoding.py) keeps tuples, sets and non-str dict keys; plain JSON from
+        # other Celery clients is accepted too.
+        "task_serializer": SERIALIZER,
+        "result_serializer": SERIALIZER,
+        "accept_content": [SERIALIZER, "json"],
+        "result_accept_content": [SERIALIZER, "json"],
         # Ack after the chunk ran, and requeue it if its process died: a killed child loses nothing.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,

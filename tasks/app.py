@@ -17,6 +17,7 @@ except ImportError as error:  # a project's own config.py, found first (celery p
     ) from None
 from tasks.backend import backend_setting
 from tasks.contract import BUILT_IN_ALLOWED
+from tasks.encoding import register_serializer
 from tasks.references import mark_importing_user_code
 from tasks.transport import transport_setting
 
@@ -67,6 +68,7 @@ class FarpoolCelery(Celery):
 
     def _load_config(self) -> Any:
         settings = self.settings  # raises before Celery marks the app configured
+        register_serializer()
         if self._config_source is None:
             conf = celery_config(settings)
             conf["result_backend"] = backend_setting(settings.backend_url)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from multiprocessing.pool import MaybeEncodingError
 from typing import Any, TypedDict
 
-from kombu.utils import json as kombu_json
+from tasks import encoding
 
 MAP_CHUNK = "farpool.map_chunk"
 STARMAP_CHUNK = "farpool.starmap_chunk"
@@ -94,8 +94,8 @@ def short_name(name: str) -> str:
 
 
 def dumps(value: Any) -> str:
-    """The JSON kombu sends for `value` (it encodes more than the json module: dates, UUIDs)."""
-    return str(kombu_json.dumps(value))  # type: ignore[no-untyped-call]
+    """The JSON farpool sends for `value` (tasks/encoding.py: tuples, sets, dates, bytes...)."""
+    return encoding.dumps([value])
 
 
 def first_unsendable(values: Sequence[Any]) -> tuple[int, Exception] | None:

@@ -50,10 +50,10 @@ def nap(seconds: float) -> float:
     return seconds
 
 
-@shared_task(name="tasks.examples.as_set")
-def as_set(x: int) -> object:
-    """{x} for x > 1: a result JSON cannot carry, for the error path."""
-    return {x} if x > 1 else x
+@shared_task(name="tasks.examples.unsendable")
+def unsendable(x: int) -> object:
+    """An object() for x > 1: a result farpool's JSON cannot carry, for the error path."""
+    return object() if x > 1 else x
 
 
 @shared_task(name="tasks.examples.identity")

@@ -92,14 +92,14 @@ def test_the_chunk_executor_refuses_builtins_and_unregistered_tasks(
 
 
 def test_map_of_a_result_json_cannot_carry_names_task_and_item(module_pool: Pool) -> None:
-    with pytest.raises(TypeError, match=r"tasks\.examples\.as_set.* item 3"):
-        module_pool.map("tasks.examples.as_set", [0, 1, 1, 7], chunksize=2)
+    with pytest.raises(TypeError, match=r"tasks\.examples\.unsendable.* item 3"):
+        module_pool.map("tasks.examples.unsendable", [0, 1, 1, 7], chunksize=2)
 
 
 def test_apply_of_a_result_json_cannot_carry_names_the_task(module_pool: Pool) -> None:
     """Without the chunk executor, the error should still say which task returned what."""
-    with pytest.raises(TypeError, match=r"tasks\.examples\.as_set.*set.*JSON"):
-        module_pool.apply("tasks.examples.as_set", (2,))
+    with pytest.raises(TypeError, match=r"tasks\.examples\.unsendable.*object.*JSON"):
+        module_pool.apply("tasks.examples.unsendable", (2,))
 
 
 # -- the command line ---------------------------------------------------------------------------

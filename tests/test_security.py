@@ -25,11 +25,11 @@ from producer import Pool
 from producer.cluster import flower_command, flower_env, worker_command
 from tasks import create_app
 
-JSON_ONLY = {
-    "task_serializer": "json",
-    "result_serializer": "json",
-    "accept_content": ["json"],
-    "result_accept_content": ["json"],
+JSON_ONLY = {  # farpool's JSON (tasks/encoding.py) and plain JSON, never pickle
+    "task_serializer": "farpool-json",
+    "result_serializer": "farpool-json",
+    "accept_content": ["farpool-json", "json"],
+    "result_accept_content": ["farpool-json", "json"],
 }
 
 
@@ -41,7 +41,7 @@ def test_the_app_accepts_json_only() -> None:
     try:
         for app in (tasks.app, own):
             assert {name: app.conf[name] for name in JSON_ONLY} == JSON_ONLY
-            assert app.backend.accept == {"application/json"}
+            assert app.backend.accept == {"application/json", "application/x-farpool-json"}
     finally:
         own.close()
 

@@ -103,9 +103,9 @@ def test_celery_config_follows_the_mission() -> None:
     conf = celery_config(load_settings(concurrency=3, visibility_timeout=42))
     assert conf["worker_pool"] == "prefork"
     assert conf["worker_concurrency"] == 3
-    assert conf["accept_content"] == ["json"]
-    assert conf["result_accept_content"] == ["json"]
-    assert conf["task_serializer"] == conf["result_serializer"] == "json"
+    assert conf["accept_content"] == ["farpool-json", "json"]
+    assert conf["result_accept_content"] == ["farpool-json", "json"]
+    assert conf["task_serializer"] == conf["result_serializer"] == "farpool-json"
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
     assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
     assert 0 < conf["result_expires"] < 10**7
