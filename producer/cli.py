@@ -7,6 +7,7 @@ import runpy
 import signal
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -229,7 +230,7 @@ def cluster(as_json: bool) -> None:
         return
     click.echo(f"broker {mask_url(app.settings.broker_url)}, queue {app.settings.queue!r}: {depth} waiting")
     table(
-        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total"],
+        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total", "running"],
         [
             [
                 w.name,
@@ -239,6 +240,7 @@ def cluster(as_json: bool) -> None:
                 str(w.cores),
                 " ".join(f"{x:.2f}" for x in w.load),
                 memory(w.memory_available, w.memory_total),
+                running(w.running),
             ]
             for w in workers
         ],
@@ -285,6 +287,12 @@ def advise(task: str, sample: Sequence[str], items: int) -> None:
     )
     verdict = "distributing pays off" if advice.pays_off else "run it locally: the round trips eat the gain"
     click.echo(f"advice: {verdict}")
+
+
+def running(functions: Iterable[str]) -> str:
+    """`square (2), cube`: what the busy processes run; `-` when none is."""
+    counts = Counter(functions)
+    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items()) or "-"
 
 
 def memory(available: int | None, total: int | None) -> str:

@@ -37,6 +37,7 @@ class WorkerInfo:
     pool: str
     processes: int
     queues: tuple[str, ...]
+    running: tuple[str, ...]  # the function each busy process runs
     cores: int
     load: tuple[float, ...]
     memory_total: int | None
@@ -51,6 +52,7 @@ def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
         pool=str(reply.get("pool", "?")),
         processes=int(reply.get("processes", 0)),
         queues=tuple(reply.get("queues", ())),
+        running=tuple(reply.get("running", ())),
         cores=int(reply.get("cores", 0)),
         load=tuple(reply.get("load", ())),
         memory_total=memory.get("total"),

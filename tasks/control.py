@@ -12,6 +12,8 @@ from celery.utils.functional import maybe_list
 from celery.worker import state as worker_state
 from celery.worker.control import control_command, inspect_command, ok
 
+from tasks.contract import is_internal
+
 
 def _memory() -> dict[str, int]:
     """Total and available memory in bytes, from /proc/meminfo (empty elsewhere)."""
@@ -28,9 +30,17 @@ def _memory() -> dict[str, int]:
     return found
 
 
+def running_function(name: str, label: str) -> str:
+    """The function a running request calls: from farpool's label (`square × 3 items [chunk
+    1/5]`, `square(…)`) for its executors, the task's own name otherwise."""
+    if is_internal(name) and label:
+        return label.split(" × ", 1)[0].removesuffix("(…)")
+    return name
+
+
 @inspect_command()
 def farpool_info(state: Any) -> dict[str, Any]:
-    """Pool type and size, consumed queues, and the host's cores, load and memory."""
+    """Pool type and size, consumed queues, what runs now, and the host's cores, load and memory."""
     consumer = state.consumer
     pool_info = consumer.pool.info if consumer.pool is not None else {}
     task_consumer = consumer.task_consumer
@@ -40,6 +50,9 @@ def farpool_info(state: Any) -> dict[str, Any]:
         "pool": str(pool_info.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
         "processes": int(pool_info.get("max-concurrency", 0)),
         "queues": queues,
+        "running": [
+            running_function(request.name, request.argsrepr) for request in list(worker_state.active_requests)
+        ],
         "cores": os.cpu_count() or 0,
         "load": list(os.getloadavg()),
         "memory": _memory(),

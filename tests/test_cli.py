@@ -145,3 +145,19 @@ def test_a_users_task_module_in_the_working_directory(tmp_path) -> None:
         check=False,
     )
     assert (done.returncode, done.stdout) == (0, "[1, 8, 27]\n"), done.stderr
+
+
+def test_cluster_shows_the_function_each_busy_process_runs(cluster: Cluster) -> None:
+    import usertasks
+
+    with cluster.pool() as pool:
+        pool.map_async(usertasks.plain_nap, [3.0, 3.0], chunksize=1)
+
+        def busy() -> list[str] | None:
+            report = json.loads(run_cli("cluster", "--json", env=cluster.env).stdout)
+            (worker,) = [w for w in report["workers"] if cluster.settings.queue in w["queues"]]
+            return worker["running"] or None
+
+        assert poll(busy, "the worker to report what it runs") == ["plain_nap", "plain_nap"]
+        table = run_cli("cluster", env=cluster.env)
+        assert "plain_nap (2)" in table.stdout

@@ -183,3 +183,11 @@ def test_a_module_the_worker_does_not_list_is_refused_naming_the_setting(module_
         sys.path.pop(0)
     with pytest.raises(RefusedTask, match="set FARPOOL_INCLUDE=usertasks,userhelpers,unlisted_module on"):
         module_pool.map(unlisted_module.double, [1, 2])
+
+
+def test_flower_labels_name_the_plain_function(cluster: Cluster) -> None:
+    from producer.canvas import map_signatures
+
+    signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None)
+    labels = [signature.options["argsrepr"] for signature in signatures]
+    assert labels == ["square × 2 items [chunk 1/2]", "square × 1 items [chunk 2/2]"]

@@ -57,3 +57,8 @@ def identity(value: object) -> object:
 def arrived_as(value: object) -> str:
     """What the worker received, as repr shows it (types included)."""
     return repr(value)
+
+
+def plain_nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
