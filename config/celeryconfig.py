@@ -6,7 +6,7 @@ from typing import Any
 
 from config.settings import Settings
 
-SERIALIZER = "farpool-json"  # registered with kombu by tasks/encoding.py
+SERIALIZER = "farpool-json"  # registered with kombu by tasks/encoding.py (tests check they agree)
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import Any
 from kombu.serialization import register
 from kombu.utils import json as kombu_json
 
-from config.celeryconfig import SERIALIZER
+SERIALIZER = "farpool-json"  # config/celeryconfig.py names it for Celery
 
 CONTENT_TYPE = "application/x-farpool-json"
 TAG = "__farpool__"

@@ -54,6 +54,13 @@ def test_encoding_round_trips_each_type(value: Any) -> None:
     assert typed(loads(dumps([value]))[0]) == typed(value)
 
 
+def test_config_names_the_serializer_tasks_registers() -> None:
+    from config.celeryconfig import SERIALIZER as named
+    from tasks.encoding import SERIALIZER as registered
+
+    assert named == registered
+
+
 def test_a_message_body_stays_a_json_array() -> None:
     assert dumps(((1, 2), {"k": (3,)}, {})).startswith("[")
 
