@@ -29,7 +29,8 @@ class MainScript:
 
 
 def main_script() -> MainScript | None:
-    """The script `python script.py` or `python -m package.module` runs; None in a REPL."""
+    """The script `python script.py` or `python -m package.module` runs; None in a REPL, or
+    for a command without .py (`farpool`), which no worker could import."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name not in ("__main__", None):
@@ -40,6 +41,8 @@ def main_script() -> MainScript | None:
     if not file:
         return None
     path = Path(file).resolve()
+    if path.suffix != ".py":
+        return None
     return MainScript(path.stem, str(path.parent))
 
 

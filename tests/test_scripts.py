@@ -150,3 +150,23 @@ def test_farpool_demo_runs_the_seed_script_from_a_folder_with_its_own_tasks_py(t
         timeout=SCRIPT_TIMEOUT,
     )
     assert (done.returncode, done.stdout) == (0, SEED_OUTPUT), done.stderr
+
+
+@pytest.mark.integration
+def test_a_script_run_as_a_module_of_a_package(tmp_path: Path) -> None:
+    package = tmp_path / "jobs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "squares.py").write_text(
+        "from producer import Pool\n\n\ndef square(x):\n    return x * x\n\n\n"
+        "if __name__ == '__main__':\n    with Pool(2) as pool:\n        print(pool.map(square, [3, 4]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "jobs.squares"],
+        cwd=tmp_path,
+        env=user_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=SCRIPT_TIMEOUT,
+    )
+    assert (done.returncode, done.stdout) == (0, "[9, 16]\n"), done.stderr
