@@ -27,15 +27,17 @@ def _mask_one(url: str) -> str:
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
+    host = parts.netloc.rpartition("@")[2]  # as written: a bad port is shown, not parsed
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _check_redis_url(url: str, what: str) -> str:
     for part in url.split(";"):
         parts = urlsplit(part)
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            raise ValueError(f"the port in URL {mask_url(part)!r} is not a number from 0 to 65535") from None
         scheme = parts.scheme
         if scheme not in BROKER_SCHEMES:
             accepted = ", ".join(f"{s}://" for s in BROKER_SCHEMES)

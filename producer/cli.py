@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import runpy
 import signal
 import sys
@@ -12,12 +14,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 import click
+import redis
+from kombu.exceptions import OperationalError
 
 from config import SettingsError, mask_url
 from producer.errors import FarpoolError
 from tasks.contract import DEMO_SCRIPT
 
 USAGE_ERROR, TASK_ERROR = 2, 1
+logger = logging.getLogger("farpool")
+CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `ls | head`: a normal end
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -25,25 +31,69 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[f"farpool.{param.name}"] = True
+
+
+# Accepted before the subcommand and after it (`farpool map --debug ...`).
+GLOBAL_OPTIONS = [
+    click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_flag, help="Show tracebacks."),
+    click.Option(
+        ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_flag, help="Only errors on stderr."
+    ),
+    click.Option(
+        ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_flag, help="More on stderr."
+    ),
+]
+
+
+def _flag(ctx: click.Context, name: str) -> bool:
+    return bool(ctx.meta.get(f"farpool.{name}"))
+
+
+def setup_logging(ctx: click.Context) -> None:
+    """farpool's messages (the `farpool` logger) on stderr: INFO, WARNING with -q, DEBUG with -v."""
+    level = logging.INFO
+    if _flag(ctx, "quiet") or _flag(ctx, "verbose"):
+        level = logging.WARNING if _flag(ctx, "quiet") else logging.DEBUG
+    logger = logging.getLogger("farpool")
+    if not any(getattr(handler, "farpool_cli", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("farpool: %(message)s"))
+        handler.farpool_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+
+
 class FarpoolGroup(click.Group):
     """Turns every error into one line on stderr and an exit code (a traceback with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
             raise
+        except BrokenPipeError:
+            # The reader went away (`farpool cluster | head -1`): end quietly, as `ls` does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(CLOSED_PIPE)
+        except (OperationalError, redis.ConnectionError) as error:
+            if _flag(ctx, "debug"):
+                raise
+            fail(f"cannot reach the broker or the result backend: {error}", USAGE_ERROR)
         except (SettingsError, FarpoolError) as error:
-            if debug:
+            if _flag(ctx, "debug"):
                 raise
             fail(str(error), USAGE_ERROR)
         except (TypeError, ValueError) as error:
+            debug = _flag(ctx, "debug")
             if debug or getattr(error, "__cause__", None) is not None:
                 raise_task_error(error, debug)
             fail(str(error), USAGE_ERROR)
         except Exception as error:
-            raise_task_error(error, debug)
+            raise_task_error(error, _flag(ctx, "debug"))
 
 
 def raise_task_error(error: Exception, debug: bool) -> NoReturn:
@@ -58,7 +108,10 @@ def parse_json(values: Sequence[str], what: str) -> list[Any]:
         try:
             parsed.append(json.loads(text))
         except json.JSONDecodeError as error:
-            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}") from None
+            hint = ""
+            if text and text[0] not in '[{"-0123456789' and text not in ("true", "false", "null"):
+                hint = f"; a string is quoted twice, once for the shell: '\"{text}\"'"
+            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}{hint}") from None
     return parsed
 
 
@@ -87,8 +140,8 @@ def echo_json(value: Any) -> None:
 
 
 @click.group(cls=FarpoolGroup)
-@click.option("--debug", is_flag=True, help="Show tracebacks.")
-def cli(debug: bool) -> None:
+@click.version_option(package_name="farpool", prog_name="farpool")
+def cli() -> None:
     """farpool: multiprocessing.Pool's API on a Celery cluster."""
 
 
@@ -213,8 +266,12 @@ def result(result_id: str, timeout: float | None) -> None:
 def cluster(as_json: bool) -> None:
     """The online workers: host, pool, processes, cores, load, memory; and the queue depth."""
     from producer.cluster import online_workers, queue_depth
+    from producer.embedded import reachable
+    from producer.errors import BrokerUnavailable
     from tasks import app
 
+    if not reachable(app.settings.broker_url):
+        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
     workers = online_workers(app)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
@@ -322,14 +379,28 @@ def up(flower: bool) -> None:
     with cluster:
         flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
         extra = f", Flower on {flower_url}" if flower else ""
-        click.echo(
-            f"farpool: cluster up on {mask_url(app.settings.broker_url)}{extra}; Ctrl-C stops it", err=True
-        )
+        logger.info("cluster up on %s%s; Ctrl-C stops it", mask_url(app.settings.broker_url), extra)
         while not stop.wait(0.5):
             exited = cluster.exited()
             if exited is not None:
                 fail(f"{exited.exited_error()}\nstopping the cluster", TASK_ERROR)
-    click.echo("farpool: cluster stopped", err=True)
+    logger.info("cluster stopped")
+
+
+def _with_global_options(group: click.Group) -> None:
+    """--debug, -q and -v on the group and on every subcommand; logging set up before each runs."""
+    group.params += GLOBAL_OPTIONS
+    for command in group.commands.values():
+        command.params += GLOBAL_OPTIONS
+        callback = command.callback
+        if callback is None:
+            continue
+
+        def with_logging(*args: Any, _callback: Callable[..., Any] = callback, **kwargs: Any) -> Any:
+            setup_logging(click.get_current_context())
+            return _callback(*args, **kwargs)
+
+        command.callback = with_logging
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -343,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         fail(str(error), USAGE_ERROR)
     sys.exit(code if isinstance(code, int) else 0)
 
+
+_with_global_options(cli)
 
 if __name__ == "__main__":
     main()

@@ -99,10 +99,11 @@ class PoolEngine:
                 f"{HOW_TO_START_A_WORKER}"
             )
         broker = "embedded broker + " if self._local.started_broker else ""
-        print(
-            f"farpool: no worker online at {mask_url(url)}; starting a local cluster "
-            f"({broker}1 worker × {self._settings.concurrency} processes) for this pool",
-            file=sys.stderr,
+        logger.info(
+            "no worker online at %s; starting a local cluster (%s1 worker × %d processes) for this pool",
+            mask_url(url),
+            broker,
+            self._settings.concurrency,
         )
         self._local.start_worker()
 

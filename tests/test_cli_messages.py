@@ -1,0 +1,67 @@
+"""The command line's messages, as people expect them: the real `farpool` in a subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import Cluster
+from helpers import FARPOOL, free_port, fresh_machine_env, run_cli
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert (done.returncode, done.stdout) == (0, "farpool, version 0.1.0\n")
+
+
+def no_broker_env() -> dict[str, str]:
+    return {**fresh_machine_env("/nonexistent"), "FARPOOL_BROKER_URL": f"redis://127.0.0.1:{free_port()}/0"}
+
+
+def test_cluster_without_a_broker_is_one_line_and_exit_2() -> None:
+    env = no_broker_env()
+    done = run_cli("cluster", env=env, timeout=30)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"farpool: no broker answers at {env['FARPOOL_BROKER_URL']}\n"
+
+
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_debug_before_or_after_the_subcommand_shows_the_traceback(place: str) -> None:
+    args = ["--debug", "cluster"] if place == "before" else ["cluster", "--debug"]
+    done = run_cli(*args, env=no_broker_env(), timeout=30)
+    assert done.returncode != 0 and "Traceback" in done.stderr and "BrokerUnavailable" in done.stderr
+
+
+def test_a_closed_pipe_ends_quietly(cluster: Cluster) -> None:
+    command = [*FARPOOL, "cluster"]
+    with subprocess.Popen(
+        command, env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None and process.stderr is not None
+        process.stdout.close()  # the reader is gone before the first line is written
+        stderr = process.stderr.read()
+        assert process.wait(60) == 141
+    assert stderr == b""
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:abc/0", "redis://:secret@127.0.0.1:99999/0"])
+def test_a_bad_port_names_the_variable(url: str) -> None:
+    done = run_cli("cluster", env={**no_broker_env(), "FARPOOL_BROKER_URL": url})
+    assert done.returncode == 2 and "secret" not in done.stderr
+    assert done.stderr.startswith("farpool: FARPOOL_BROKER_URL: the port in URL ")
+    assert done.stderr.count("\n") == 1
+
+
+def test_an_unquoted_word_says_how_to_quote_it() -> None:
+    done = run_cli("map", "tasks.examples.square", "hello", env=no_broker_env())
+    assert done.returncode == 2
+    assert "a string is quoted twice, once for the shell: '\"hello\"'" in done.stderr
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("flag", ["-q", "--quiet"])
+def test_quiet_keeps_farpools_notices_off_stderr(tmp_path, flag: str) -> None:
+    env = fresh_machine_env(str(tmp_path / ".farpool"))
+    done = run_cli("demo", flag, env=env)
+    assert done.returncode == 0 and done.stderr == ""
+    assert done.stdout.startswith("Dataset: ")
