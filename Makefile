@@ -1,48 +1,59 @@
-# The single entry point for contributors and CI.
+# The single entry point for contributors and CI. `make` alone lists the targets.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
+SOURCES := tasks producer config tests benchmarks
+# compat: the project folder goes on the path through a .pth file (no import hook), which
+# mypy can follow and which setuptools installs without its "Editable installation" warning.
+EDITABLE := --config-settings editable_mode=compat
 
-.PHONY: demo test lint up bench stress browser clean
+.DEFAULT_GOAL := help
+.PHONY: help demo test lint format up bench stress browser clean
+
+help: ## List the targets.
+	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.runtime: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q -e . $(EDITABLE)
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev]' $(EDITABLE)
 	touch $@
 
-demo: $(VENV)/.runtime
+demo: $(VENV)/.runtime ## Run the seed's script on a real worker (starts what it needs, stops it after).
 	$(VENV)/bin/farpool demo
 
-up: $(VENV)/.runtime
+up: $(VENV)/.runtime ## Run a local cluster with Flower in the foreground (Ctrl-C stops it).
 	$(VENV)/bin/farpool up --flower
 
-test: $(VENV)/.dev
-	$(PY) -m ruff check tasks producer config tests benchmarks
-	$(PY) -m ruff format --check tasks producer config tests benchmarks
-	$(PY) -m mypy
+test: lint ## The checks of `make lint`, then the test suite.
 	$(PY) -m pytest
 
-$(VENV)/.bench: $(VENV)/.runtime
-	$(PY) -m pip install -q -e '.[bench]'
-	touch $@
-
-bench: $(VENV)/.bench
-	$(PY) -m benchmarks
-
-stress: $(VENV)/.dev
-	$(PY) -m benchmarks.stress
-
-browser:
-	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
-
-lint: $(VENV)/.dev
-	$(PY) -m ruff check tasks producer config tests benchmarks
+lint: $(VENV)/.dev ## ruff, ruff format --check and mypy: what `make test` runs before pytest.
+	$(PY) -m ruff check $(SOURCES)
+	$(PY) -m ruff format --check $(SOURCES)
 	$(PY) -m mypy
 
-clean:
-	rm -rf $(VENV) .farpool
+format: $(VENV)/.dev ## Fix what ruff can fix and format the code.
+	$(PY) -m ruff check --fix $(SOURCES)
+	$(PY) -m ruff format $(SOURCES)
+
+$(VENV)/.bench: $(VENV)/.runtime
+	$(PY) -m pip install -q -e '.[bench]' $(EDITABLE)
+	touch $@
+
+bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their goals.
+	$(PY) -m benchmarks
+
+stress: $(VENV)/.dev ## 60 s of maps under injected faults: lost, duplicated, left behind.
+	$(PY) -m benchmarks.stress
+
+browser: ## Install Debian's Chromium, for the Flower page test.
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+clean: ## Remove the virtualenv, farpool's data folder, build metadata and caches.
+	rm -rf $(VENV) .farpool *.egg-info build .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

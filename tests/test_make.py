@@ -1,0 +1,69 @@
+"""The make targets, as a contributor meets them."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+MAKEFILE = ROOT / "Makefile"
+
+
+def targets() -> list[str]:
+    phony = re.search(r"^\.PHONY: (.+)$", MAKEFILE.read_text(), re.MULTILINE)
+    assert phony is not None
+    return phony.group(1).split()
+
+
+def make(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("args", [(), ("help",)], ids=["make", "make help"])
+def test_make_alone_and_make_help_list_every_target_with_a_line(args: tuple[str, ...]) -> None:
+    done = make(*args)
+    listed = [line.split()[1] for line in done.stdout.splitlines()]
+    assert done.returncode == 0 and sorted(listed) == sorted(targets())
+    assert all(len(line.split(None, 2)) == 3 for line in done.stdout.splitlines())
+
+
+def test_lint_runs_exactly_the_checks_test_runs_before_pytest() -> None:
+    stamps = ["-o", ".venv/.dev", "-o", ".venv/.runtime"]  # taken as made: only the recipes
+    lint = make("-n", *stamps, "lint").stdout.splitlines()
+    test = make("-n", *stamps, "test").stdout.splitlines()
+    assert test[:-1] == lint and test[-1].endswith("-m pytest")
+    assert any("ruff format --check" in line for line in lint)
+
+
+def test_clean_removes_build_metadata_and_caches(tmp_path: Path) -> None:
+    shutil.copy(MAKEFILE, tmp_path / "Makefile")
+    made = [".venv", ".farpool", "farpool.egg-info", ".mypy_cache", ".ruff_cache", "pkg/__pycache__"]
+    for name in made:
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "pkg" / "kept.py").write_text("")
+    done = make("clean", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [name for name in made if (tmp_path / name).exists()] == []
+    assert (tmp_path / "pkg" / "kept.py").exists()
+
+
+def test_the_readme_names_every_target() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert [target for target in targets() if f"make {target}" not in readme] == []
+
+
+@pytest.mark.integration
+def test_the_install_prints_no_editable_installation_warning(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    editable = re.search(r"^EDITABLE := (.+)$", MAKEFILE.read_text(), re.MULTILINE)
+    assert editable is not None
+    command = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)]
+    done = subprocess.run([*command, *editable.group(1).split()], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "Editable installation" not in done.stderr
