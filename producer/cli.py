@@ -365,6 +365,30 @@ def table(header: list[str], rows: Iterable[list[str]]) -> None:
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+@cli.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tasks_command(as_json: bool) -> None:
+    """What each online worker can run: its registered tasks, and the modules whose plain
+    functions it calls (its allowlist: FARPOOL_INCLUDE and farpool's examples)."""
+    from producer.cluster import online_workers
+    from producer.embedded import reachable
+    from producer.errors import BrokerUnavailable
+    from tasks import app
+
+    if not reachable(app.settings.broker_url):
+        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
+    workers = online_workers(app)
+    if as_json:
+        echo_json({w.name: {"tasks": list(w.tasks), "allowlist": list(w.allowlist)} for w in workers})
+        return
+    for worker in workers:
+        click.echo(f"{worker.name}:")
+        click.echo("  tasks:     " + (", ".join(worker.tasks) or "-"))
+        click.echo("  functions: any plain function in " + (", ".join(worker.allowlist) or "-"))
+    if not workers:
+        fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
+
+
 @cli.command()
 @click.option("--flower", is_flag=True, help="Also run Flower (FARPOOL_FLOWER_* settings).")
 def up(flower: bool) -> None:

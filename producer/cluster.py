@@ -38,6 +38,8 @@ class WorkerInfo:
     processes: int
     queues: tuple[str, ...]
     running: tuple[str, ...]  # the function each busy process runs
+    tasks: tuple[str, ...]  # the tasks it has registered
+    allowlist: tuple[str, ...]  # the modules whose plain functions it calls
     cores: int
     load: tuple[float, ...]
     memory_total: int | None
@@ -53,6 +55,8 @@ def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
         processes=int(reply.get("processes", 0)),
         queues=tuple(reply.get("queues", ())),
         running=tuple(reply.get("running", ())),
+        tasks=tuple(reply.get("tasks", ())),
+        allowlist=tuple(reply.get("allowlist", ())),
         cores=int(reply.get("cores", 0)),
         load=tuple(reply.get("load", ())),
         memory_total=memory.get("total"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
 from celery import Celery, Task
@@ -39,5 +40,11 @@ def task_name(func: Any, app: Celery) -> str:
         for module in app.conf.include:
             import_from_cwd(module)  # as the workers import them
     if name not in app.tasks:
-        raise ValueError(f"no task named {name!r} is registered: {HOW_TO_REGISTER}")
+        known = [task for task in app.tasks if not is_internal(task)]
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+        raise ValueError(
+            f"no task named {name!r} is registered: {hint}`farpool tasks` lists what the workers "
+            f"can run; {HOW_TO_REGISTER}"
+        )
     return name

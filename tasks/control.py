@@ -50,6 +50,8 @@ def farpool_info(state: Any) -> dict[str, Any]:
         "pool": str(pool_info.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
         "processes": int(pool_info.get("max-concurrency", 0)),
         "queues": queues,
+        "tasks": sorted(name for name in state.consumer.app.tasks if not is_internal(name)),
+        "allowlist": list(getattr(state.consumer.app, "allowlist", ())),
         "running": [
             running_function(request.name, request.argsrepr) for request in list(worker_state.active_requests)
         ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -65,3 +66,21 @@ def test_quiet_keeps_farpools_notices_off_stderr(tmp_path, flag: str) -> None:
     done = run_cli("demo", flag, env=env)
     assert done.returncode == 0 and done.stderr == ""
     assert done.stdout.startswith("Dataset: ")
+
+
+def test_tasks_lists_what_each_worker_can_run(cluster: Cluster) -> None:
+    done = run_cli("tasks", "--json", env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    workers = json.loads(done.stdout)
+    (worker,) = [info for name, info in workers.items() if cluster.local.node_name.split("@")[0] in name]
+    assert "usertasks.cube" in worker["tasks"] and "tasks.examples.square" in worker["tasks"]
+    assert not [name for name in worker["tasks"] if name.startswith(("celery.", "farpool."))]
+    assert worker["allowlist"][:1] == ["tasks.examples"] and "usertasks" in worker["allowlist"]
+    table = run_cli("tasks", env=cluster.env)
+    assert "functions: any plain function in tasks.examples" in table.stdout
+
+
+def test_an_unknown_task_name_suggests_close_ones(cluster: Cluster) -> None:
+    done = run_cli("map", "tasks.examples.sqare", "1", env=cluster.env)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "did you mean 'tasks.examples.square'" in done.stderr and "`farpool tasks`" in done.stderr
