@@ -318,21 +318,32 @@ def cluster(as_json: bool) -> None:
     show_default=True,
     help="How many items the real map has.",
 )
-def advise(task: str, sample: Sequence[str], items: int) -> None:
-    """Whether mapping TASK over --items items pays off on this cluster, and the chunksize."""
-    from producer.advise import plan, round_trip, time_locally, transfer_time
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds the sample may take to run here.",
+)
+def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
+    """Whether mapping TASK over --items items pays off on this cluster, and the chunksize.
+
+    TASK runs here, in this process, on each --sample item, for real (side effects included),
+    until --budget seconds are spent; then a few trivial tasks time the cluster's round trip.
+    """
+    from producer.advise import PAYS_OFF, plan, round_trip, time_locally, transfer_time
     from producer.pool import Pool
     from producer.registry import task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
-    item_seconds = time_locally(app.tasks[name].run, values)
+    item_seconds, ran = time_locally(app.tasks[name].run, values, budget)
     with Pool() as pool:
         advice = plan(
             item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
         )
-    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {len(values)} run here)")
+    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {ran} run here)")
     click.echo(
         f"cluster: {advice.processes} processes, round trip {advice.round_trip * 1e3:.2f} ms, "
         f"moving an item there and back {advice.transfer_seconds * 1e6:.1f} µs"
@@ -340,10 +351,13 @@ def advise(task: str, sample: Sequence[str], items: int) -> None:
     click.echo(
         f"{items:,} items: serial {advice.serial_seconds:.2f} s; on the cluster about "
         f"{advice.cluster_seconds:.2f} s with chunksize={advice.chunksize} "
-        f"(speed-up {advice.speedup:.1f}x)"
+        f"(speed-up {advice.speedup:.2f}x)"
     )
-    verdict = "distributing pays off" if advice.pays_off else "run it locally: the round trips eat the gain"
-    click.echo(f"advice: {verdict}")
+    worth = f"a cluster is worth it from {PAYS_OFF:.2f}x"
+    if advice.pays_off:
+        click.echo(f"advice: distributing pays off ({advice.speedup:.2f}x; {worth})")
+    else:
+        click.echo(f"advice: run it locally: the round trips eat the gain ({advice.speedup:.2f}x; {worth})")
 
 
 def running(functions: Iterable[str]) -> str:
