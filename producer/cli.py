@@ -413,6 +413,10 @@ def up(flower: bool) -> None:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if flower and not app.settings.flower_basic_auth:
+        logger.warning(
+            "Flower will serve without a password: set FARPOOL_FLOWER_BASIC_AUTH=user:password to require one"
+        )
     cluster = LocalCluster(app.settings, app, flower=flower, quiet=False)
     with cluster:
         flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 
 import pytest
@@ -84,3 +85,20 @@ def test_an_unknown_task_name_suggests_close_ones(cluster: Cluster) -> None:
     done = run_cli("map", "tasks.examples.sqare", "1", env=cluster.env)
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "did you mean 'tasks.examples.square'" in done.stderr and "`farpool tasks`" in done.stderr
+
+
+@pytest.mark.integration
+def test_up_with_flower_on_a_busy_port_says_which_process_and_why(tmp_path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**fresh_machine_env(str(tmp_path / ".farpool")), "FARPOOL_FLOWER_PORT": str(port)}
+        env.pop("FARPOOL_FLOWER_BASIC_AUTH", None)
+        done = run_cli("up", "--flower", env=env, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    warning = "farpool: Flower will serve without a password: set FARPOOL_FLOWER_BASIC_AUTH=user:password"
+    assert [line for line in lines if line.startswith(warning)] != []
+    assert "farpool: Flower exited with code 1; its last lines:" in lines
+    assert any("Address already in use" in line for line in lines)
