@@ -408,6 +408,7 @@ def tasks_command(as_json: bool) -> None:
 def up(flower: bool) -> None:
     """Run a local cluster in the foreground: broker (if none answers), worker [, Flower]."""
     from producer.cluster import LocalCluster
+    from producer.running import UP
     from tasks import app
 
     stop = threading.Event()
@@ -417,7 +418,7 @@ def up(flower: bool) -> None:
         logger.warning(
             "Flower will serve without a password: set FARPOOL_FLOWER_BASIC_AUTH=user:password to require one"
         )
-    cluster = LocalCluster(app.settings, app, flower=flower, quiet=False)
+    cluster = LocalCluster(app.settings, app, flower=flower, quiet=False, owner=UP)
     with cluster:
         flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
         extra = f", Flower on {flower_url}" if flower else ""
@@ -443,6 +444,20 @@ def _with_global_options(group: click.Group) -> None:
             return _callback(*args, **kwargs)
 
         command.callback = with_logging
+
+
+@cli.command()
+def down() -> None:
+    """Stop what `farpool up`, or a pool's local cluster, runs under FARPOOL_DATA_DIR."""
+    from producer.processes import STOP_GRACE
+    from producer.running import stop_recorded
+    from tasks import app
+
+    said = stop_recorded(app.settings.data_dir, STOP_GRACE)
+    for line in said:
+        click.echo(line)
+    if not said:
+        click.echo(f"nothing to stop under {app.settings.data_dir}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -19,6 +19,7 @@ from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
 from producer.processes import STOP_GRACE, ChildProcess
 from producer.references import MainScript
+from producer.running import remove_record, write_record
 
 # The folder holding farpool's packages: the local worker runs there, so that `-A tasks` is
 # farpool's even when the user's folder has a tasks.py of its own.
@@ -151,12 +152,15 @@ class LocalCluster:
         flower: bool = False,
         quiet: bool = True,
         script: MainScript | None = None,
+        owner: str = "a pool",
     ) -> None:
         self.settings = settings
+        self.owner = owner
         self.script = script
         self.app = app
         self.flower = flower
-        self.node_name = f"farpool-local-{os.getpid()}-{uuid.uuid4().hex[:6]}@%h"
+        self.record_key = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.node_name = f"farpool-local-{self.record_key}@%h"
         self.servers: list[EmbeddedServer] = []
         self.children: list[ChildProcess] = []
         self._quiet = quiet
@@ -193,7 +197,13 @@ class LocalCluster:
         else:
             child = ChildProcess(name, command, forward_to=sys.stderr, **options)
         self.children.append(child.start())
+        self._record()
         return child
+
+    def _record(self) -> None:
+        """What this cluster runs, for `farpool down` (producer/running.py)."""
+        servers = [server.child for server in self.servers if server.child is not None]
+        write_record(self.settings.data_dir, self.record_key, self.owner, [*servers, *self.children])
 
     @property
     def started_broker(self) -> bool:
@@ -202,6 +212,8 @@ class LocalCluster:
     def start_broker(self, persistent: bool = True) -> None:
         """Start the bundled server for the configured loopback URLs that do not answer."""
         self.servers += ensure_servers(self.settings, persistent)
+        if self.servers:
+            self._record()
 
     def start_worker(self) -> None:
         """Start `celery -A tasks worker` (and Flower if asked) and wait until it answers."""
@@ -248,12 +260,15 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Warm shutdown (running chunks finish), then anything still alive is killed."""
+        recorded = bool(self.servers or self.children)
         for child in reversed(self.children):
             child.stop(STOP_GRACE)
         self.children = []
         for server in reversed(self.servers):
             server.stop()
         self.servers = []
+        if recorded:
+            remove_record(self.settings.data_dir, self.record_key)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+from pathlib import Path
 
 import pytest
 from conftest import Cluster
-from helpers import FARPOOL, free_port, fresh_machine_env, run_cli
+from helpers import FARPOOL, free_port, fresh_machine_env, poll, run_cli
 
 
 def test_version() -> None:
@@ -102,3 +103,32 @@ def test_up_with_flower_on_a_busy_port_says_which_process_and_why(tmp_path) -> N
     assert [line for line in lines if line.startswith(warning)] != []
     assert "farpool: Flower exited with code 1; its last lines:" in lines
     assert any("Address already in use" in line for line in lines)
+
+
+@pytest.mark.integration
+def test_down_stops_what_up_runs_and_says_what(tmp_path) -> None:
+    data_dir = tmp_path / ".farpool"
+    env = fresh_machine_env(str(data_dir))
+    up = subprocess.Popen([*FARPOOL, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+
+        def recorded() -> list[dict[str, object]] | None:
+            records = list((data_dir / "running").glob("*.json"))
+            children = json.loads(records[0].read_text())["children"] if records else []
+            return children if any(child["name"] == "the local worker" for child in children) else None
+
+        children = poll(recorded, "farpool up to record its worker")
+        done = run_cli("down", env=env)
+        assert done.returncode == 0, done.stderr
+        (line,) = done.stdout.splitlines()
+        assert line.startswith(f"stopped what farpool up (pid {up.pid}) started: ")
+        assert "the local worker (pid" in line
+        assert up.wait(60) == 0
+        assert [child for child in children if Path(f"/proc/{child['pid']}").exists()] == []
+        assert list((data_dir / "running").glob("*.json")) == []
+        again = run_cli("down", env=env)
+        assert again.stdout == f"nothing to stop under {data_dir}\n"
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
