@@ -41,7 +41,7 @@ def task_name(func: Any, app: Celery) -> str:
             import_from_cwd(module)  # as the workers import them
     if name not in app.tasks:
         known = [task for task in app.tasks if not is_internal(task)]
-        close = difflib.get_close_matches(name, known, n=3)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.9)
         hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
         raise ValueError(
             f"no task named {name!r} is registered: {hint}`farpool tasks` lists what the workers "

@@ -3,8 +3,8 @@
 A LocalCluster writes `<data_dir>/running/<pid>-<id>.json` (its owner, and each process it
 started: name, pid, command) and removes it when it stops. `farpool down` stops what the
 records name: `farpool up` by its own SIGTERM (it then stops its cluster), everything else by
-process group, SIGTERM then SIGKILL. A pid is only signalled while its command line is still
-the one recorded, so a reused pid is left alone.
+process group, SIGTERM then SIGKILL. A pid is only signalled while its start time is still the
+one recorded, so a reused pid is left alone.
 """
 
 from __future__ import annotations
@@ -26,33 +26,32 @@ UP = "farpool up"
 class Recorded:
     name: str
     pid: int
-    command: list[str]
+    started: int | None  # clock ticks after boot, from /proc/<pid>/stat
 
     def alive(self) -> bool:
-        """Running, and still the recorded command (not another process that got its pid)."""
-        try:
-            cmdline = Path(f"/proc/{self.pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return cmdline.split(b"\0")[: len(self.command)] == [part.encode() for part in self.command]
+        """Running, and still the recorded process (not another one that got its pid)."""
+        return self.started is not None and start_time(self.pid) == self.started
+
+
+def start_time(pid: int) -> int | None:
+    """When process `pid` started (a pid is reused, this pair is not); None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
 
 
 def record_path(data_dir: str, key: str) -> Path:
     return Path(data_dir).resolve() / "running" / f"{key}.json"
 
 
-def _command_of(pid: int) -> list[str]:
-    with contextlib.suppress(OSError):
-        return [part.decode() for part in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if part]
-    return []
-
-
 def write_record(data_dir: str, key: str, owner: str, children: list[ChildProcess]) -> None:
     """Record this process (as `owner`) and the children it started, under `key`."""
     path = record_path(data_dir, key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    entries = [{"name": child.name, "pid": child.pid, "command": child.command[:4]} for child in children]
-    record = {"owner": {"name": owner, "pid": os.getpid(), "command": _command_of(os.getpid())[:4]}}
+    entries = [{"name": child.name, "pid": child.pid, "started": start_time(child.pid)} for child in children]
+    record = {"owner": {"name": owner, "pid": os.getpid(), "started": start_time(os.getpid())}}
     path.write_text(json.dumps({**record, "children": entries}))
 
 
