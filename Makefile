@@ -14,17 +14,19 @@ help: ## List the targets.
 	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.runtime: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e . $(EDITABLE)
-	touch $@
+	@echo "installing farpool into $(VENV) (once)"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e . $(EDITABLE)
+	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PY) -m pip install -q -e '.[dev]' $(EDITABLE)
-	touch $@
+	@echo "installing the dev tools into $(VENV) (once)"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' $(EDITABLE)
+	@touch $@
 
 demo: $(VENV)/.runtime ## Run the seed's script on a real worker (starts what it needs, stops it after).
-	$(VENV)/bin/farpool demo
+	@$(VENV)/bin/farpool demo
 
 up: $(VENV)/.runtime ## Run a local cluster with Flower in the foreground (Ctrl-C stops it).
 	$(VENV)/bin/farpool up --flower

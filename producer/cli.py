@@ -64,6 +64,17 @@ def setup_logging(ctx: click.Context) -> None:
         handler.farpool_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(level)
+    if level == logging.DEBUG:
+        from tasks import app
+
+        settings = app.settings
+        logger.debug(
+            "broker %s, result backend %s, queue %r, data %s",
+            mask_url(settings.broker_url),
+            mask_url(settings.backend_url),
+            settings.queue,
+            settings.data_dir,
+        )
 
 
 class FarpoolGroup(click.Group):
@@ -264,7 +275,8 @@ def result(result_id: str, timeout: float | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cluster(as_json: bool) -> None:
-    """The online workers: host, pool, processes, cores, load, memory; and the queue depth."""
+    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores, load, memory, what runs; and
+    the queue depth."""
     from producer.cluster import online_workers, queue_depth
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
@@ -272,7 +284,7 @@ def cluster(as_json: bool) -> None:
 
     if not reachable(app.settings.broker_url):
         raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
-    workers = online_workers(app)
+    workers = online_workers(app, queue=app.settings.queue)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
         rows = [worker.__dict__ for worker in workers]
@@ -391,7 +403,7 @@ def tasks_command(as_json: bool) -> None:
 
     if not reachable(app.settings.broker_url):
         raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
-    workers = online_workers(app)
+    workers = online_workers(app, queue=app.settings.queue)
     if as_json:
         echo_json({w.name: {"tasks": list(w.tasks), "allowlist": list(w.allowlist)} for w in workers})
         return

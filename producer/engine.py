@@ -79,6 +79,7 @@ class PoolEngine:
             )
             if not workers:
                 self._start_local_worker(start_local)
+            logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes

@@ -14,7 +14,8 @@ import redis
 
 from producer.processes import stop_process_group
 
-FARPOOL = [sys.executable, "-m", "producer"]
+# The console script pip installed beside this interpreter: the `farpool` a user runs.
+FARPOOL = [os.path.join(os.path.dirname(sys.executable), "farpool")]
 CATCH_UP_TIMEOUT = 30.0
 T = TypeVar("T")
 

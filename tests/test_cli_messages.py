@@ -132,3 +132,17 @@ def test_down_stops_what_up_runs_and_says_what(tmp_path) -> None:
         if up.poll() is None:
             up.kill()
             up.wait()
+
+
+@pytest.mark.parametrize("place", ["before", "after"])
+def test_verbose_says_which_servers_and_queue_it_uses(place: str) -> None:
+    env = {**no_broker_env(), "FARPOOL_QUEUE": "q-verbose"}
+    args = ["-v", "cluster"] if place == "before" else ["cluster", "--verbose"]
+    done = run_cli(*args, env=env, timeout=30)
+    url = env["FARPOOL_BROKER_URL"]
+    assert f"farpool: broker {url}, result backend {url[:-1]}1, queue 'q-verbose'" in done.stderr
+
+
+def test_bench_belongs_to_make_bench_not_to_the_users_cli() -> None:
+    done = run_cli("bench")
+    assert done.returncode == 2 and "No such command 'bench'" in done.stderr
