@@ -1,0 +1,19 @@
+"""What the hosts' workers run (tests/test_hosts.py): plain functions, by reference."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def where(milliseconds: float) -> str:
+    """Spin the CPU for about `milliseconds`, then say which host did it."""
+    deadline = time.perf_counter() + milliseconds / 1000
+    while time.perf_counter() < deadline:
+        pass
+    return socket.gethostname()
+
+
+def numbered(index: int, milliseconds: float) -> list[object]:
+    """[index, host]: which item ran where, to check that each result arrives exactly once."""
+    return [index, where(milliseconds)]

