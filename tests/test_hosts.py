@@ -18,7 +18,7 @@ from helpers import poll
 from hostbed import SUBNET, TESTS_DIR, Host, HostBed, python, unavailable
 
 from config import load_settings
-from producer.cluster import online_workers
+from producer.cluster import online_workers, queue_depth
 from tasks import FarpoolCelery, create_app
 
 pytestmark = [pytest.mark.hosts, pytest.mark.integration]
@@ -49,6 +49,7 @@ class Bed:
     env: dict[str, str]
     script: Path
     app: FarpoolCelery
+    logs: Path
 
     def start_worker(self, name: str) -> None:
         command = python("-m", "celery", "-A", "tasks", "worker", "--hostname", f"worker@{name}")
@@ -88,7 +89,21 @@ def valkey_server() -> str:
     return str(get_binary_path())
 
 
-VALKEY_OPTIONS = ["--port", "6379", "--protected-mode", "no", "--appendonly", "yes", "--save", ""]
+# AOF with an fsync per write: a broker killed at any moment loses no acknowledged write.
+def valkey_command(broker: Host, data: Path) -> list[str]:
+    return [valkey_server(), "--bind", broker.address, "--dir", str(data), *VALKEY_OPTIONS]
+
+
+VALKEY_OPTIONS = [
+    "--port",
+    "6379",
+    "--protected-mode",
+    "no",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+]
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +121,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
         script = logs / "produce.py"
         script.write_text(PRODUCER_SCRIPT)
         app = create_app(load_settings(broker_url=BROKER, queue=QUEUE, embedded_broker="never"))
-        hosts = Bed(bed, broker, workers, producer, env, script, app)
+        hosts = Bed(bed, broker, workers, producer, env, script, app, logs)
         for name in WORKER_HOSTS:
             hosts.start_worker(name)
         hosts.wait_for_workers()
@@ -152,3 +167,39 @@ def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:
     done = hosts.producer.run(python(str(hosts.script), "30", "30"), hosts.env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert each_once(done.stdout, 30)["host1"] > 0
+
+
+def test_the_broker_host_restarts_mid_map(hosts: Bed) -> None:
+    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with subprocess.Popen(command, env=hosts.env, **pipes) as run:  # type: ignore[call-overload]
+        poll(lambda: hosts.running_on("host2"), "host2 to run a chunk", 60)
+        hosts.broker.power_off()
+        hosts.broker.start("valkey", valkey_command(hosts.broker, hosts.logs), hosts.env)
+        stdout, stderr = run.communicate(timeout=180)
+    assert run.returncode == 0, stderr
+    each_once(stdout, 24)
+    hosts.wait_for_workers()
+
+
+def test_the_producer_host_cut_off_briefly_mid_map(hosts: Bed) -> None:
+    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with subprocess.Popen(command, env=hosts.env, **pipes) as run:  # type: ignore[call-overload]
+        poll(lambda: hosts.running_on("host3"), "host3 to run a chunk", 60)
+        hosts.producer.cut()
+        try:
+            # cut for longer than the whole map takes: results stored meanwhile wait in Redis
+            poll(lambda: _idle(hosts), "the workers to finish the map while the producer is away", 60)
+        finally:
+            hosts.producer.heal()
+        stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    each_once(stdout, 24)
+
+
+def _idle(hosts: Bed) -> bool | None:
+    """True once no worker runs anything and the queue is empty."""
+    workers = online_workers(hosts.app, queue=QUEUE)
+    queued = queue_depth(hosts.app, QUEUE)
+    return (not queued and not any(worker.running for worker in workers)) or None
