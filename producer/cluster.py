@@ -13,17 +13,13 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import ChannelError
 
-import tasks
 from config import Settings, mask_url, settings_env
 from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
+from producer.packages import FARPOOL_ROOT
 from producer.processes import STOP_GRACE, ChildProcess
 from producer.references import MainScript
 from producer.running import remove_record, write_record
-
-# The folder holding farpool's packages: the local worker runs there, so that `-A tasks` is
-# farpool's even when the user's folder has a tasks.py of its own.
-FARPOOL_ROOT = Path(tasks.__file__).resolve().parent.parent
 
 INSPECT_TIMEOUT = 1.0
 WORKER_START_TIMEOUT = 60.0
@@ -191,6 +187,8 @@ class LocalCluster:
 
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = {**os.environ, **settings_env(self.worker_settings()), **(extra_env or {})}
+        # In farpool's own folder, so that `-A tasks` is farpool's even when the user's folder
+        # has a tasks.py of its own.
         options: dict[str, Any] = {"env": env, "cwd": FARPOOL_ROOT}
         if self._quiet:
             child = ChildProcess(name, command, log=self.log, **options)

@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
-FARPOOL_ROOT = Path(__file__).resolve().parent.parent
+FARPOOL_ROOT = Path(__file__).resolve().parent.parent  # the folder holding tasks/, producer/, config/
 FARPOOL_PACKAGES = ("tasks", "config")
 
 

@@ -1,7 +1,7 @@
 """What local clusters run under a data directory, recorded for `farpool down`.
 
 A LocalCluster writes `<data_dir>/running/<pid>-<id>.json` (its owner, and each process it
-started: name, pid, command) and removes it when it stops. `farpool down` stops what the
+started: name, pid, start time) and removes it when it stops. `farpool down` stops what the
 records name: `farpool up` by its own SIGTERM (it then stops its cluster), everything else by
 process group, SIGTERM then SIGKILL. A pid is only signalled while its start time is still the
 one recorded, so a reused pid is left alone.

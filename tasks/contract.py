@@ -22,8 +22,6 @@ BUILT_IN_ALLOWED = ("tasks.examples", DEMO_SCRIPT)
 # farpool's own modules: their functions are never called by reference.
 FARPOOL_MODULES = ("tasks.chunks", "tasks.contract", "tasks.references")
 
-JSON_SCALARS = frozenset({int, float, str, bool, type(None)})
-
 
 class ChunkArguments(TypedDict, total=False):
     """The keyword arguments of MAP_CHUNK and STARMAP_CHUNK.
@@ -100,7 +98,7 @@ def dumps(value: Any) -> str:
 
 def first_unsendable(values: Sequence[Any]) -> tuple[int, Exception] | None:
     """(offset, error) of the first value JSON cannot carry; None when all can."""
-    if all(type(value) in JSON_SCALARS for value in values):
+    if all(type(value) in encoding.SCALARS for value in values):
         return None
     try:
         dumps(values)

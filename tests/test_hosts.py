@@ -62,6 +62,17 @@ class Bed:
 
         poll(online, f"workers on {', '.join(names)}", 60)
 
+    def start_map(self, milliseconds: int, items: int) -> subprocess.Popen[str]:
+        """The producer host's map of `items` chunks of `milliseconds` each, in the background."""
+        command = self.producer.command(python(str(self.script), str(milliseconds), str(items)))
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+        return subprocess.Popen(command, env=self.env, **pipes)  # type: ignore[call-overload,no-any-return]
+
+    def run_map(self, milliseconds: int, items: int) -> Counter[str]:
+        """A map from the producer host, to its end: which hosts ran its items (each once)."""
+        with self.start_map(milliseconds, items) as run:
+            return finished(run, items, timeout=120)
+
     def running_on(self, name: str) -> bool | None:
         """True once the worker on host `name` runs a chunk."""
         workers = [worker for worker in online_workers(self.app, queue=QUEUE) if worker.host == name]
@@ -131,6 +142,13 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
         bed.close()
 
 
+def finished(run: subprocess.Popen[str], items: int, timeout: float) -> Counter[str]:
+    """A background map's end: it succeeded, and each item arrived exactly once."""
+    stdout, stderr = run.communicate(timeout=timeout)
+    assert run.returncode == 0, stderr
+    return each_once(stdout, items)
+
+
 def each_once(stdout: str, items: int) -> Counter[str]:
     """The hosts that ran a map's items, once every item is checked to have arrived exactly once."""
     results = json.loads(stdout)
@@ -139,9 +157,7 @@ def each_once(stdout: str, items: int) -> Counter[str]:
 
 
 def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
-    done = hosts.producer.run(python(str(hosts.script), "30", "30"), hosts.env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert set(each_once(done.stdout, 30)) == set(WORKER_HOSTS)
+    assert set(hosts.run_map(30, 30)) == set(WORKER_HOSTS)
     listed = hosts.producer.run(python("-m", "producer", "cluster", "--json"), hosts.env, timeout=60)
     assert listed.returncode == 0, listed.stderr
     workers = json.loads(listed.stdout)["workers"]
@@ -151,41 +167,28 @@ def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
 
 
 def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:
-    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
-    with subprocess.Popen(
-        command, env=hosts.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as run:
+    with hosts.start_map(300, 24) as run:
         poll(lambda: hosts.running_on("host1"), "host1 to run a chunk", 60)
         hosts.workers["host1"].power_off()
-        stdout, stderr = run.communicate(timeout=120)
-    assert run.returncode == 0, stderr
-    ran_on = each_once(stdout, 24)
+        ran_on = finished(run, 24, timeout=120)
     assert ran_on["host2"] and ran_on["host3"]
     # the host comes back: its worker rejoins and takes work again
     hosts.start_worker("host1")
     hosts.wait_for_workers()
-    done = hosts.producer.run(python(str(hosts.script), "30", "30"), hosts.env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert each_once(done.stdout, 30)["host1"] > 0
+    assert hosts.run_map(30, 30)["host1"] > 0
 
 
 def test_the_broker_host_restarts_mid_map(hosts: Bed) -> None:
-    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    with subprocess.Popen(command, env=hosts.env, **pipes) as run:  # type: ignore[call-overload]
+    with hosts.start_map(300, 24) as run:
         poll(lambda: hosts.running_on("host2"), "host2 to run a chunk", 60)
         hosts.broker.power_off()
         hosts.broker.start("valkey", valkey_command(hosts.broker, hosts.logs), hosts.env)
-        stdout, stderr = run.communicate(timeout=180)
-    assert run.returncode == 0, stderr
-    each_once(stdout, 24)
+        finished(run, 24, timeout=180)
     hosts.wait_for_workers()
 
 
 def test_the_producer_host_cut_off_briefly_mid_map(hosts: Bed) -> None:
-    command = hosts.producer.command(python(str(hosts.script), "300", "24"))
-    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-    with subprocess.Popen(command, env=hosts.env, **pipes) as run:  # type: ignore[call-overload]
+    with hosts.start_map(300, 24) as run:
         poll(lambda: hosts.running_on("host3"), "host3 to run a chunk", 60)
         hosts.producer.cut()
         try:
@@ -193,9 +196,7 @@ def test_the_producer_host_cut_off_briefly_mid_map(hosts: Bed) -> None:
             poll(lambda: _idle(hosts), "the workers to finish the map while the producer is away", 60)
         finally:
             hosts.producer.heal()
-        stdout, stderr = run.communicate(timeout=120)
-    assert run.returncode == 0, stderr
-    each_once(stdout, 24)
+        finished(run, 24, timeout=120)
 
 
 def _idle(hosts: Bed) -> bool | None:
