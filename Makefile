@@ -8,7 +8,7 @@ SOURCES := tasks producer config tests benchmarks
 EDITABLE := --config-settings editable_mode=compat
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format up bench stress browser clean
+.PHONY: help demo test lint format up bench stress failover browser clean
 
 help: ## List the targets.
 	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,10 @@ bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their 
 
 stress: $(VENV)/.dev ## 60 s of maps under injected faults: lost, duplicated, left behind.
 	$(PY) -m benchmarks.stress
+
+failover: $(VENV)/.dev ## (root) Faults across hosts timed, then 10 Sentinel failovers: what is lost.
+	$(PY) -m benchmarks.recovery
+	$(PY) -m benchmarks.failover
 
 browser: ## Install Debian's Chromium, for the Flower page test.
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }

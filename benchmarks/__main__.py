@@ -7,6 +7,7 @@ import dataclasses
 import datetime
 import importlib.util
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -52,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
         "--stream-items", type=positive, metavar="N", help="items in the imap_unordered stream (10M full)"
     )
     cli.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where latest.json/.png go")
+    cli.add_argument(
+        "--no-hosts",
+        action="store_true",
+        help="skip the hosts section (run by default, as root, when network namespaces can be made)",
+    )
     return cli
 
 
@@ -87,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         processes = bench.processes
         server = bench.server_version
     print(table_text(figures))
+    hosts = run_hosts(args.no_hosts or args.tiny or bool(args.only))
     run = {
         "started": started.isoformat(timespec="seconds"),
         "seconds": time.perf_counter() - began,
@@ -98,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "multiprocessing_start_method": MP_START_METHOD,
         "server": f"valkey {server}",
         "statistic": "median of the timed repetitions (apply: percentiles of all calls)",
+        "hosts": hosts,
     }
     json_path = output / "latest.json"
     write_json(json_path, figures, run)
@@ -111,6 +119,23 @@ def main(argv: list[str] | None = None) -> int:
         print("no chart: matplotlib is not installed (pip install -e '.[bench]')", file=sys.stderr)
     print(f"\nwrote {', '.join(str(path) for path in written)}", file=sys.stderr)
     return 0
+
+
+def run_hosts(skip: bool) -> dict[str, dict[str, float]] | None:
+    """The hosts section (benchmarks/hosts.py), printed; None when skipped or unavailable."""
+    from benchmarks import hosts
+
+    why_not = "skipped" if skip else hosts.unavailable()
+    if why_not is not None:
+        print(f"\nhosts: not run ({why_not})", file=sys.stderr)
+        return None
+    print("  hosts ...", end="", flush=True, file=sys.stderr)
+    began = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="farpool-bench-hosts-") as folder:
+        results = hosts.run_hosts_section(Path(folder))
+    print(f" {time.perf_counter() - began:.1f} s", file=sys.stderr)
+    print(hosts.hosts_table(results))
+    return results
 
 
 if __name__ == "__main__":

@@ -142,7 +142,10 @@ def local_bench(processes: int | None = None) -> Iterator[Bench]:
             raise
         finally:
             # The naive runs' Celery results unsubscribe when collected: while the broker is up.
+            # One still referenced somewhere would try once the broker is gone, and Celery raises
+            # from its __del__: past this point, nothing is subscribed.
             gc.collect()
+            app.backend.result_consumer.subscribed_to.clear()
             cluster.stop()
             app.backend.client.connection_pool.disconnect()
             app.close()

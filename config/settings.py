@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
     result_expires: int = Field(default=86400, ge=1)
+    broker_timeout: int = Field(default=60, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
     data_dir: str = ".farpool"
     flower_address: str = "127.0.0.1"

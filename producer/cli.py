@@ -265,7 +265,7 @@ def result(result_id: str, timeout: float | None) -> None:
     url = app.settings.backend_url
     if not reachable(url):
         raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
-    ledger = Ledger(app)
+    ledger = Ledger(app, give_up_after=app.settings.broker_timeout)
     try:
         echo_json(attach_result(ledger, result_id).get(timeout))
     finally:

@@ -83,7 +83,7 @@ class PoolEngine:
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
-            self._ledger = Ledger(self._app)
+            self._ledger = Ledger(self._app, give_up_after=self._settings.broker_timeout)
         except BaseException:
             self._local.stop()
             raise

@@ -27,6 +27,9 @@ from typing import Any, cast
 import redis
 from celery import Celery, states
 
+from config import mask_url
+from producer.errors import BrokerUnavailable
+from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
 
 OnReady = Callable[[str, dict[str, Any]], None]
@@ -55,7 +58,7 @@ def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
 class Ledger:
     """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, give_up_after: float = 60.0) -> None:
         self.app = app
         self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
         self.client: redis.Redis = self.backend.client
@@ -72,6 +75,7 @@ class Ledger:
         self._closed = False
         self._resync = False
         self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
+        self._watch = BrokerWatch(give_up_after)
         self._pubsub = self._new_pubsub()
         self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
         self._thread.start()
@@ -171,6 +175,21 @@ class Ledger:
             self._arrived.difference_update(arrived)
         if not task_ids:
             return
+        try:
+            if self._watch.given_up:
+                raise redis.ConnectionError("the broker does not answer")
+            self._drop_on_server(task_ids, records, arrived, terminate)
+        except redis.RedisError as error:
+            logger.warning(
+                "could not tell the broker to drop %d abandoned tasks (%s): their results expire after %d s",
+                len(task_ids),
+                error,
+                self.remember,
+            )
+
+    def _drop_on_server(
+        self, task_ids: Sequence[str], records: list[str], arrived: set[str], terminate: bool
+    ) -> None:
         stored = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
         for start in range(0, len(stored), KEY_BATCH):
             self.client.delete(*stored[start : start + KEY_BATCH])
@@ -265,7 +284,12 @@ class Ledger:
         backoff = iter(RECONNECT_BACKOFF)
         while not self._closed:
             try:
+                self._probe()
                 message = self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._watch.heard()
+                elif self._watch.stale():
+                    raise redis.TimeoutError("the result channel fell silent")
                 backoff = iter(RECONNECT_BACKOFF)
                 if self._resync:
                     self._resync = False
@@ -273,19 +297,64 @@ class Ledger:
                         keys, draining = list(self._expected), list(self._draining)
                     self._read_stored(keys)
                     self._check_drained(draining)
+                    self._watch.heard()
                 if message is not None and message["type"] == "message":
-                    self._deliver(bytes(message["channel"]), bytes(message["data"]))
-            except (redis.ConnectionError, redis.TimeoutError, OSError):
+                    channel = bytes(message["channel"])
+                    if channel != self._wake_channel.encode():
+                        self._deliver(channel, bytes(message["data"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
                 if self._closed:
                     return
-                self._resync = True
+                self._lost(error)
                 time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
+
+    def _probe(self) -> None:
+        """While results are awaited, check now and then that the server still answers."""
+        with self._lock:
+            awaiting = bool(self._expected or self._draining)
+        if not awaiting:
+            self._watch.idle()
+        elif self._watch.probe_due():
+            self.client.publish(self._wake_channel, b"probe")
+
+    def _lost(self, error: Exception) -> None:
+        logger.debug("the results connection failed (%s): reconnecting", error)
+        self._resync = True
+        with contextlib.suppress(Exception):
+            self._pubsub.connection.disconnect()  # the next read reconnects and resubscribes
+        silent = self._watch.failed()
+        if silent >= self._watch.give_up_after:
+            self._give_up(silent, error)
+
+    def _give_up(self, silent: float, error: Exception) -> None:
+        """Fail every call waiting on a server that has not answered for too long."""
+        with self._lock:
+            gone = list(self._expected.values())
+            self._expected.clear()
+            self._draining.clear()
+            self._settled(sum(expected.owned for expected in gone))
+        if not gone:
+            return
+        server = mask_url(str(self.backend.url))
+        failure = BrokerUnavailable(
+            f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
+            f"{self._watch.give_up_after:g}; last error: {error}): what was sent stays queued or "
+            f"running on the workers, and its results are kept for {self.remember} s"
+        )
+        meta = {"status": states.FAILURE, "result": failure, "traceback": None}
+        callbacks = {expected.on_ready: expected.task_id for expected in gone}
+        for on_ready, task_id in callbacks.items():
+            try:
+                on_ready(task_id, meta)
+            except Exception:
+                logger.exception("a result callback for task %s raised", task_id)
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             self._idle.notify_all()
-        with contextlib.suppress(redis.RedisError):
-            self.client.publish(self._wake_channel, b"close")
+        if not self._watch.given_up:
+            with contextlib.suppress(redis.RedisError):
+                self.client.publish(self._wake_channel, b"close")
         self._thread.join(timeout=5)
         self._pubsub.close()

@@ -35,6 +35,7 @@ class FarpoolCelery(Celery):
         self._farpool_settings = settings
         signals.import_modules.connect(self._before_user_modules, sender=self)
         signals.worker_init.connect(self._after_user_modules)
+        signals.task_prerun.connect(self._before_task)
 
     def _before_user_modules(self, **_: Any) -> None:
         """The worker is about to import its modules: find them in FARPOOL_IMPORT_PATH too.
@@ -48,6 +49,14 @@ class FarpoolCelery(Celery):
     def _after_user_modules(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is self:
             mark_importing_user_code(False)
+
+    def _before_task(self, task: Any = None, task_id: str | None = None, **_: Any) -> None:
+        """A redelivered message may run twice: its results' backend keeps the first only."""
+        if task is None or task_id is None or getattr(task, "app", None) is not self:
+            return
+        delivery = task.request.delivery_info or {}
+        if delivery.get("redelivered"):
+            self.backend.expect_twin(task_id)  # type: ignore[attr-defined]
 
     @property
     def settings(self) -> Settings:

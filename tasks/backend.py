@@ -7,7 +7,14 @@
    message) drops it instead, in the same atomic script. Those still in flight are revoked
    with `farpool_revoke` (tasks/control.py), which, unlike Celery's revoke, stores nothing.
    Nothing is left for a day.
-2. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
+2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
+   past the visibility timeout) and both runs may store: only the first store is kept. The
+   redelivered run marks its task as *twinned* when it starts (`expect_twin`); whichever run
+   stores first turns the mark to "stored", so the other run's store is dropped (and the mark
+   with it), even after the producer collected the first result and deleted it. A mark whose
+   other run never stores (its host lost power) expires by itself once that run could no longer
+   store: a visibility timeout and a worker's store retries after the redelivery.
+3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
    process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
    subscribes each member (`then`); farpool's producer collects with one listener of its own
    (producer/ledger.py), so those would cost a round trip per message. A plain Celery
@@ -25,15 +32,30 @@ from typing import Any
 from celery.backends.redis import RedisBackend, SentinelBackend
 
 from tasks.contract import GATHER
+from tasks.transport import no_retries
 
 DISCARDED = "farpool-discarded"
+TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs may store
+# How long after a redelivered run starts the other run may still store: it started a visibility
+# timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
+STORE_RETRY_SECONDS = 420
 # A chord's claim (set once its last part came in), then its saved results, counters and size.
 CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
 KEY_BATCH = 5_000
 
-# KEYS: the result key, DISCARDED. ARGV: the encoded meta, seconds to keep it (0: for ever).
-# A discarded result is dropped, with an empty message on its channel: that task has ended.
+# KEYS: the result key, DISCARDED, the task's twin mark. ARGV: the encoded meta, seconds to keep
+# it (0: for ever). A discarded result is dropped, with an empty message on its channel: that
+# task has ended. A twinned task's first store, kept or dropped, marks the other run's as dropped.
 _STORE = """
+local twin = redis.call('GET', KEYS[3])
+if twin == 'stored' then
+  redis.call('DEL', KEYS[3])
+  redis.call('PUBLISH', KEYS[1], '')
+  return 0
+end
+if twin then
+  redis.call('SET', KEYS[3], 'stored', 'KEEPTTL')
+end
 if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
   redis.call('PUBLISH', KEYS[1], '')
   return 0
@@ -45,6 +67,16 @@ else
 end
 redis.call('PUBLISH', KEYS[1], ARGV[1])
 return 1
+"""
+# KEYS: the result key, the task's twin mark. ARGV: seconds to keep the mark. A redelivered run
+# starts; if the other run's result is already stored, this run's store will be dropped.
+_EXPECT_TWIN = """
+local state = 'running'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  state = 'stored'
+end
+redis.call('SET', KEYS[2], state, 'EX', ARGV[1])
+return 0
 """
 # KEYS: DISCARDED, then result keys. ARGV: now, until when a mark is kept (both epoch seconds).
 # Returns the positions (from 0) of the keys not stored yet: those tasks are still in flight.
@@ -85,6 +117,10 @@ def without_result_subscriptions() -> Iterator[None]:
 class _FarpoolResults:
     _scripts: dict[tuple[int, str], Any]
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connparams["retry"] = no_retries()  # type: ignore[attr-defined]  # Celery retries a store
+
     def _script(self, source: str) -> Any:
         client = self.client  # type: ignore[attr-defined]
         scripts = self.__dict__.setdefault("_scripts", {})
@@ -96,7 +132,15 @@ class _FarpoolResults:
     def _set(self, key: Any, value: Any, expires: int | None = None) -> None:
         if expires is None:
             expires = self.expires  # type: ignore[attr-defined]
-        self._script(_STORE)(keys=[key, DISCARDED], args=[value, int(expires or 0)])
+        twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
+        self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0)])
+
+    def expect_twin(self, task_id: str) -> None:
+        """This run of the task is a redelivery: keep only the first of its runs' results."""
+        key = self.get_key_for_task(task_id)  # type: ignore[attr-defined]
+        twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
+        visibility = int(self._transport_options.get("visibility_timeout", 3600))  # type: ignore[attr-defined]
+        self._script(_EXPECT_TWIN)(keys=[key, twin], args=[visibility + STORE_RETRY_SECONDS])
 
     def drop_finished_chord(self, group_id: str) -> None:
         """Delete what a finished chord left (its saved results, after a failure); a chord still

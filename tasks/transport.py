@@ -11,6 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from kombu.transport import redis as kombu_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+def no_retries() -> Retry:
+    """redis-py retries a failed command 3 times by default, each waiting its socket timeout:
+    on a dead link one command then blocks a worker's event loop for 20 s or more. Celery and
+    kombu retry at their own level (a reconnect, a result store), so redis-py need not."""
+    return Retry(NoBackoff(), 0)
 
 
 class _ReusedClient:
@@ -21,6 +30,9 @@ class _ReusedClient:
         if cached is None or cached.connection_pool is not self.pool:  # type: ignore[attr-defined]
             cached = self.__dict__["_farpool_client"] = super()._create_client()  # type: ignore[misc]
         return cached
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        return {**super()._connparams(asynchronous), "retry": no_retries()}  # type: ignore[misc]
 
 
 class Channel(_ReusedClient, kombu_redis.Channel):

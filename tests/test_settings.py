@@ -121,3 +121,13 @@ def test_settings_env_round_trips() -> None:
     finally:
         for name in settings_env(settings):
             del os.environ[name]
+
+
+@pytest.mark.parametrize("visibility_timeout", [1, 6, 60, 3600])
+def test_redelivery_is_never_held_up_longer_than_a_sweep(visibility_timeout: int) -> None:
+    """kombu's redelivery mutex (300 s by default) expires within one sweep, itself well within
+    the visibility timeout: a worker cut off while sweeping holds nobody up for long."""
+    options = celery_config(load_settings(visibility_timeout=visibility_timeout))["broker_transport_options"]
+    sweep = options["unacked_restore_interval"] * options["unacked_restore_throttle"]
+    assert options["unacked_mutex_expire"] <= sweep <= max(1, visibility_timeout // 2)
+    assert options["socket_timeout"] and options["health_check_interval"]
