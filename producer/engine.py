@@ -26,6 +26,7 @@ from producer.embedded import server_address
 from producer.errors import NoWorkersError
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
+from producer.lost import missing_tasks
 from producer.publishing import sending
 from producer.references import main_script
 from producer.registry import task_name
@@ -83,7 +84,12 @@ class PoolEngine:
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
-            self._ledger = Ledger(self._app, give_up_after=self._settings.broker_timeout)
+            queue = self._settings.queue
+            self._ledger = Ledger(
+                self._app,
+                give_up_after=self._settings.broker_timeout,
+                find_missing=lambda task_ids: missing_tasks(self._app, queue, task_ids),
+            )
         except BaseException:
             self._local.stop()
             raise

@@ -18,6 +18,11 @@ class BrokerUnavailable(FarpoolError):
     """The broker URL does not answer."""
 
 
+class LostTasks(BrokerUnavailable):
+    """The broker no longer has tasks it had accepted: a failover to a replica that had not
+    received them, or a restart that kept nothing."""
+
+
 class NoWorkersError(FarpoolError):
     """No worker consumes farpool's queue."""
 

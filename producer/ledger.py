@@ -28,11 +28,13 @@ import redis
 from celery import Celery, states
 
 from config import mask_url
-from producer.errors import BrokerUnavailable
+from producer.errors import BrokerUnavailable, LostTasks
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
 
 OnReady = Callable[[str, dict[str, Any]], None]
+FindMissing = Callable[[Sequence[str]], list[str]]
+LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
 KEY_BATCH = 10_000  # keys per DEL or MGET
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -58,7 +60,9 @@ def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
 class Ledger:
     """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
 
-    def __init__(self, app: Celery, give_up_after: float = 60.0) -> None:
+    def __init__(
+        self, app: Celery, give_up_after: float = 60.0, find_missing: FindMissing | None = None
+    ) -> None:
         self.app = app
         self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
         self.client: redis.Redis = self.backend.client
@@ -76,6 +80,8 @@ class Ledger:
         self._resync = False
         self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
         self._watch = BrokerWatch(give_up_after)
+        self._find_missing = find_missing
+        self._server = self._server_id()
         self._pubsub = self._new_pubsub()
         self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
         self._thread.start()
@@ -139,7 +145,8 @@ class Ledger:
         """Stop expecting these keys; the caller holds the lock and settles the owned count."""
         gone = [self._expected.pop(key) for key in keys if key in self._expected]
         if gone and not self._closed:
-            self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
+            with contextlib.suppress(redis.RedisError):  # a lost connection resubscribes anew
+                self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
         return gone
 
     def _settled(self, count: int) -> None:
@@ -298,6 +305,7 @@ class Ledger:
                     self._read_stored(keys)
                     self._check_drained(draining)
                     self._watch.heard()
+                    self._check_server()
                 if message is not None and message["type"] == "message":
                     channel = bytes(message["channel"])
                     if channel != self._wake_channel.encode():
@@ -330,19 +338,56 @@ class Ledger:
         """Fail every call waiting on a server that has not answered for too long."""
         with self._lock:
             gone = list(self._expected.values())
-            self._expected.clear()
-            self._draining.clear()
-            self._settled(sum(expected.owned for expected in gone))
-        if not gone:
-            return
         server = mask_url(str(self.backend.url))
-        failure = BrokerUnavailable(
-            f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
-            f"{self._watch.give_up_after:g}; last error: {error}): what was sent stays queued or "
-            f"running on the workers, and its results are kept for {self.remember} s"
+        self._fail(
+            gone,
+            BrokerUnavailable(
+                f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
+                f"{self._watch.give_up_after:g}; last error: {error}): what was sent stays queued or "
+                f"running on the workers, and its results are kept for {self.remember} s"
+            ),
         )
-        meta = {"status": states.FAILURE, "result": failure, "traceback": None}
-        callbacks = {expected.on_ready: expected.task_id for expected in gone}
+        with self._lock:
+            self._draining.clear()
+
+    def _server_id(self) -> str:
+        """The run id of the server the results come from: another one after a failover or a restart."""
+        return str(self.client.info("server").get("run_id", ""))
+
+    def _check_server(self) -> None:
+        """After a reconnect to another server, fail the tasks it no longer has (producer/lost.py)."""
+        server = self._server_id()
+        if server == self._server or self._find_missing is None:
+            return
+        self._server = server
+        with self._lock:
+            waiting = [expected.task_id for expected in self._expected.values()]
+        missing = self._find_missing(waiting)
+        if missing:
+            time.sleep(LOST_RECHECK)
+            missing = self._find_missing(missing)
+        if not missing:
+            return
+        lost = {self.key(task_id) for task_id in missing}
+        with self._lock:
+            gone = [expected for key, expected in self._expected.items() if key in lost]
+        self._fail(
+            gone,
+            LostTasks(
+                f"the broker at {mask_url(str(self.backend.url))} changed (a failover or a restart) "
+                f"and no longer has {len(missing)} of the tasks sent to it: Redis replicates "
+                "asynchronously, so a replica can take over without the last writes (see the "
+                "README's Redis Sentinel section)"
+            ),
+        )
+
+    def _fail(self, gone: list[Expected], error: BaseException) -> None:
+        """Stop expecting these tasks and hand each caller waiting on them `error`."""
+        with self._lock:
+            ended = self._forget(self.key(expected.task_id) for expected in gone)
+            self._settled(sum(expected.owned for expected in ended))
+        meta = {"status": states.FAILURE, "result": error, "traceback": None}
+        callbacks = {expected.on_ready: expected.task_id for expected in ended}
         for on_ready, task_id in callbacks.items():
             try:
                 on_ready(task_id, meta)

@@ -11,6 +11,7 @@ map leaves behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -142,6 +143,25 @@ def test_broker_restart_mid_map(tmp_path: Path) -> None:
         assert all(1 <= count <= 2 for count in counts.values()), counts
         # Both sides are back: a second map on the same pool works.
         assert pool.map("usertasks.cube", range(5)) == [0, 1, 8, 27, 64]
+
+
+def test_a_broker_that_comes_back_empty_fails_the_map_instead_of_hanging(tmp_path: Path) -> None:
+    """The broker restarts having kept nothing (no persistence, or a failover to a replica that
+    had not received the chunks): the chunks that were queued are gone. The map raises
+    LostTasks, naming the broker, instead of waiting for them for ever."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    n, hold = 24, 0
+    with fault_cluster(tmp_path, visibility_timeout=3) as cluster:
+        pool = cluster.pool()
+        items = counted_items(runs, n, hold, hold_seconds=1.5, nap=0.05)
+        mapping = Background(lambda: pool.starmap(COUNTED, items, chunksize=4))
+        poll(lambda: held_pid(runs), "the held item to start running")
+        cluster.server.stop()
+        shutil.rmtree(cluster.server.data_dir)  # what a replica that missed the writes has
+        cluster.server.start()
+        with pytest.raises(producer.LostTasks, match=r"changed .* no longer has \d+ of the tasks"):
+            mapping.result(MAP_TIMEOUT)
 
 
 def test_a_connection_drop_while_the_producer_cleans_up_does_not_hang_the_map(pool: Pool) -> None:
