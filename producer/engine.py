@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import sys
 import warnings
@@ -84,11 +85,12 @@ class PoolEngine:
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
-            queue = self._settings.queue
+            # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
+            find_missing = functools.partial(missing_tasks, self._app, self._settings.queue)
             self._ledger = Ledger(
                 self._app,
                 give_up_after=self._settings.broker_timeout,
-                find_missing=lambda task_ids: missing_tasks(self._app, queue, task_ids),
+                find_missing=find_missing,
             )
         except BaseException:
             self._local.stop()

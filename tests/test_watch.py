@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from producer import watch
 from producer.watch import PROBE_INTERVAL, STALE_AFTER, BrokerWatch
 
 
@@ -17,14 +16,12 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(watch.time, "monotonic", clock)
-    return clock
+def clock() -> Clock:
+    return Clock()
 
 
 def test_a_probe_answered_in_time_is_not_stale(clock: Clock) -> None:
-    observer = BrokerWatch(give_up_after=60)
+    observer = BrokerWatch(give_up_after=60, clock=clock)
     assert observer.probe_due()
     assert not observer.probe_due()  # one per interval
     clock.now += STALE_AFTER
@@ -33,7 +30,7 @@ def test_a_probe_answered_in_time_is_not_stale(clock: Clock) -> None:
 
 
 def test_a_probe_unanswered_for_too_long_is_stale(clock: Clock) -> None:
-    observer = BrokerWatch(give_up_after=60)
+    observer = BrokerWatch(give_up_after=60, clock=clock)
     observer.probe_due()
     clock.now += PROBE_INTERVAL
     assert observer.probe_due()  # a second probe does not restart the count
@@ -42,7 +39,7 @@ def test_a_probe_unanswered_for_too_long_is_stale(clock: Clock) -> None:
 
 
 def test_failures_give_up_after_the_limit_counted_from_the_silence(clock: Clock) -> None:
-    observer = BrokerWatch(give_up_after=20)
+    observer = BrokerWatch(give_up_after=20, clock=clock)
     observer.probe_due()
     clock.now += STALE_AFTER + 1
     assert observer.stale()
@@ -55,7 +52,7 @@ def test_failures_give_up_after_the_limit_counted_from_the_silence(clock: Clock)
 
 
 def test_nothing_awaited_means_no_probes_and_no_staleness(clock: Clock) -> None:
-    observer = BrokerWatch(give_up_after=60)
+    observer = BrokerWatch(give_up_after=60, clock=clock)
     observer.probe_due()
     observer.idle()
     clock.now += 3600
