@@ -8,7 +8,7 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from celery import Celery
 from kombu.exceptions import ChannelError
@@ -20,6 +20,7 @@ from producer.packages import FARPOOL_ROOT
 from producer.processes import STOP_GRACE, ChildProcess
 from producer.references import MainScript
 from producer.running import remove_record, write_record
+from tasks.presence import live_workers
 
 INSPECT_TIMEOUT = 1.0
 WORKER_START_TIMEOUT = 60.0
@@ -79,6 +80,16 @@ def _ask_workers(app: Celery, timeout: float) -> list[WorkerInfo]:
         (_worker_info(name, answer) for reply in replies for name, answer in reply.items()),
         key=lambda worker: worker.name,
     )
+
+
+def announced_workers(app: Celery, queue: str) -> list[WorkerInfo]:
+    """The workers announced on `queue` (tasks/presence.py): one round trip, no broadcast.
+
+    Their descriptions are static (no load, nothing about what runs): `farpool cluster` asks
+    the workers themselves (`online_workers`).
+    """
+    client = cast(Any, app.backend).client
+    return [_worker_info(str(found["name"]), found) for found in live_workers(client, queue)]
 
 
 def online_workers(

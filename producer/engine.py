@@ -22,7 +22,7 @@ import tasks
 from config import mask_url
 from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
-from producer.cluster import LocalCluster, online_workers
+from producer.cluster import LocalCluster, announced_workers
 from producer.embedded import server_address
 from producer.errors import NoWorkersError
 from producer.imap import IMapIterator
@@ -76,9 +76,7 @@ class PoolEngine:
         self._local = LocalCluster(self._settings, self._app, script=main_script())
         self._local.start_broker(persistent=False)
         try:
-            workers = (
-                [] if self._local.started_broker else online_workers(self._app, queue=self._settings.queue)
-            )
+            workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
             if not workers:
                 self._start_local_worker(start_local)
             logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])

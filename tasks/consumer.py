@@ -7,7 +7,8 @@ farpool's heartbeat is sent once. One that cannot go out (a socket timeout, a re
 connection) raises its connection error in the consumer's loop, which Celery handles as a lost
 broker: "Connection to broker lost" in the log, then reconnection attempts until it is back.
 The online and offline events are sent once too, and buffered when they cannot go out.
-Selected by Celery's `worker_consumer` setting (config/celeryconfig.py).
+It also announces the worker to producers (tasks/presence.py). Selected by Celery's
+`worker_consumer` setting (config/celeryconfig.py).
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ class Heart(heart.Heart):  # type: ignore[misc]
 class Consumer(CeleryConsumer):  # type: ignore[misc]
     class Blueprint(CeleryConsumer.Blueprint):  # type: ignore[misc]
         default_steps: ClassVar[list[str]] = [
-            f"{__name__}:Heart" if step == CELERY_HEART else step
-            for step in CeleryConsumer.Blueprint.default_steps
+            *(
+                f"{__name__}:Heart" if step == CELERY_HEART else step
+                for step in CeleryConsumer.Blueprint.default_steps
+            ),
+            "tasks.presence:Presence",
         ]

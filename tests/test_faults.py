@@ -31,6 +31,7 @@ from config import settings_env
 from producer import NoWorkersError, Pool
 from producer.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
+from tasks.presence import PREFIX as PRESENCE_PREFIX
 
 COUNTED = "usertasks_faults.counted"
 MAP_TIMEOUT = 60.0
@@ -268,7 +269,8 @@ def test_result_expires_bounds_what_an_abandoned_map_async_leaves(tmp_path: Path
     expires = 5
     with fault_cluster(tmp_path, result_expires=expires) as cluster:
         client = cluster.app.backend.client
-        broker_keys = (b"_kombu", b"unacked", cluster.settings.queue.encode())
+        # the broker's own keys, and the workers' announcements (they live as long as a worker)
+        broker_keys = (b"_kombu", b"unacked", cluster.settings.queue.encode(), PRESENCE_PREFIX.encode())
         pool = cluster.pool()
         submitted = pool.map_async("tasks.examples.nap", [0.2] * 8, chunksize=2)
         pool.detach()  # abandoned: nobody will collect it

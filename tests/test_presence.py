@@ -1,0 +1,55 @@
+"""Workers announce themselves (tasks/presence.py): a producer finds them without a broadcast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from faults_support import fault_cluster
+from helpers import poll
+
+from producer.cluster import announced_workers
+from tasks.presence import ANNOUNCE_TTL
+
+pytestmark = pytest.mark.integration
+
+
+def names(cluster: object) -> set[str]:
+    app, queue = cluster.app, cluster.settings.queue  # type: ignore[attr-defined]
+    return {worker.name for worker in announced_workers(app, queue)}
+
+
+def test_a_worker_is_known_as_soon_as_it_is_up_and_forgotten_when_it_stops(tmp_path: Path) -> None:
+    with fault_cluster(tmp_path, workers=0) as cluster:
+        assert names(cluster) == set()
+        first = cluster.start_worker()
+        found = announced_workers(cluster.app, cluster.settings.queue)
+        assert [(worker.processes, worker.queues) for worker in found] == [(2, (cluster.settings.queue,))]
+        second = cluster.start_worker()
+        assert len(names(cluster)) == 2
+        second.stop()  # a warm shutdown withdraws its entry at once
+        assert names(cluster) == {found[0].name}
+        first.stop()
+        assert names(cluster) == set()
+
+
+def test_a_killed_worker_drops_out_after_its_announcement_expires(tmp_path: Path) -> None:
+    with fault_cluster(tmp_path, workers=0) as cluster:
+        worker = cluster.start_worker()
+        assert len(names(cluster)) == 1
+        cluster.kill_worker(worker)
+        poll(lambda: names(cluster) == set() or None, "the killed worker to drop out", ANNOUNCE_TTL + 10)
+
+
+def test_a_pool_finds_a_running_worker_without_a_broadcast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producer.cluster
+
+    def no_broadcast(*args: object, **kwargs: object) -> list[object]:
+        raise AssertionError("Pool() asked the workers by broadcast")
+
+    with fault_cluster(tmp_path, workers=1) as cluster:
+        monkeypatch.setattr(producer.cluster, "ask_workers", no_broadcast)
+        with cluster.pool() as pool:
+            assert pool.map("usertasks.cube", range(4)) == [0, 1, 8, 27]
