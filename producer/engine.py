@@ -182,7 +182,7 @@ class PoolEngine:
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
         result: MapResult[Any] = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
-        gather = self._app.signature(GATHER, args=(list(chunk_ids),), options={"task_id": map_id})
+        gather = self._app.signature(GATHER, options={"task_id": map_id})  # ids: in the call's record
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
         with sending(self._app) as producer:
             chord(group(signatures, app=self._app), body, app=self._app).apply_async(producer=producer)

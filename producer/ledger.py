@@ -31,6 +31,7 @@ from config import mask_url
 from producer.errors import BrokerUnavailable, LostTasks
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
+from tasks.contract import RECORD_PREFIX
 
 OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]
@@ -38,7 +39,6 @@ LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no long
 logger = logging.getLogger("farpool")
 KEY_BATCH = 10_000  # keys per DEL or MGET
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
-RECORD_PREFIX = "farpool-call-"
 
 
 @dataclass(frozen=True)

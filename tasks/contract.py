@@ -14,6 +14,9 @@ from tasks import encoding
 MAP_CHUNK = "farpool.map_chunk"
 STARMAP_CHUNK = "farpool.starmap_chunk"
 GATHER = "farpool.gather"
+# A producer's record of a map_async (its task, its chunk ids), kept under this prefix and the
+# map's id until someone collects it: the gather task reads its chunk ids there.
+RECORD_PREFIX = "farpool-call-"
 CALL = "farpool.call"
 EXECUTORS = frozenset({MAP_CHUNK, STARMAP_CHUNK, GATHER, CALL})
 # The seed's script as farpool ships it (`farpool demo`): every worker may call its square.

@@ -1,0 +1,27 @@
+"""What a map puts on the queue: each chunk's message stays small however many chunks there are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from faults_support import fault_cluster
+
+pytestmark = pytest.mark.integration
+
+
+def test_map_async_messages_do_not_grow_with_the_number_of_chunks(tmp_path: Path) -> None:
+    """A chord copies its body into every chunk's message: a body that carried the chunk ids
+    made each message grow with the map (10,000 chunks: 535 KB each)."""
+    with fault_cluster(tmp_path, workers=1) as cluster:
+        pool = cluster.pool()
+        cluster.kill_worker(cluster.workers[0])  # the messages stay queued, to be measured
+        client = redis.Redis.from_url(cluster.settings.broker_url)
+        sizes = {}
+        for chunks in (10, 1000):
+            pool.map_async("tasks.examples.square", range(chunks), chunksize=1)
+            sizes[chunks] = max(len(message) for message in client.lrange(cluster.settings.queue, 0, -1))
+            client.delete(cluster.settings.queue)
+        assert sizes[1000] < sizes[10] + 100, sizes
+        pool.terminate()
