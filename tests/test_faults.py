@@ -122,6 +122,16 @@ def test_sigkill_of_the_whole_worker_then_an_immediate_restart_recovers_within_t
         check_exactly_once(mapping.result(RECOVERY_TIMEOUT), n, runs, hold)
 
 
+def stop_the_broker_mid_map(cluster: FaultCluster, runs: Path, n: int, hold: int) -> tuple[Pool, Background]:
+    """Start a map, and stop the broker while the held item runs (1.5 s)."""
+    pool = cluster.pool()
+    items = counted_items(runs, n, hold, hold_seconds=1.5, nap=0.05)
+    mapping = Background(lambda: pool.starmap(COUNTED, items, chunksize=4))
+    poll(lambda: held_pid(runs), "the held item to start running")
+    cluster.server.stop()
+    return pool, mapping
+
+
 def test_broker_restart_mid_map(tmp_path: Path) -> None:
     """Stop the broker (AOF on) while a chunk runs, let the chunk finish while it is down, start
     it again on the same port and data: producer and worker reconnect by themselves, the chunk's
@@ -130,11 +140,7 @@ def test_broker_restart_mid_map(tmp_path: Path) -> None:
     runs.mkdir()
     n, hold = 24, 9
     with fault_cluster(tmp_path, visibility_timeout=3) as cluster:
-        pool = cluster.pool()
-        items = counted_items(runs, n, hold, hold_seconds=1.5, nap=0.05)
-        mapping = Background(lambda: pool.starmap(COUNTED, items, chunksize=4))
-        poll(lambda: held_pid(runs), "the held item to start running")
-        cluster.server.stop()
+        pool, mapping = stop_the_broker_mid_map(cluster, runs, n, hold)
         poll(lambda: held_done(runs), "the held item to finish while the broker is down", timeout=15)
         cluster.server.start()
         result = mapping.result(MAP_TIMEOUT)
@@ -154,11 +160,7 @@ def test_a_broker_that_comes_back_empty_fails_the_map_instead_of_hanging(tmp_pat
     runs.mkdir()
     n, hold = 24, 0
     with fault_cluster(tmp_path, visibility_timeout=3) as cluster:
-        pool = cluster.pool()
-        items = counted_items(runs, n, hold, hold_seconds=1.5, nap=0.05)
-        mapping = Background(lambda: pool.starmap(COUNTED, items, chunksize=4))
-        poll(lambda: held_pid(runs), "the held item to start running")
-        cluster.server.stop()
+        _, mapping = stop_the_broker_mid_map(cluster, runs, n, hold)
         shutil.rmtree(cluster.server.data_dir)  # what a replica that missed the writes has
         cluster.server.start()
         with pytest.raises(producer.LostTasks, match=r"changed .* no longer has \d+ of the tasks"):
