@@ -141,11 +141,6 @@ def local_bench(processes: int | None = None) -> Iterator[Bench]:
                 print("benchmarks: local cluster log (last lines):", *tail, sep="\n  ", file=sys.stderr)
             raise
         finally:
-            # The naive runs' Celery results unsubscribe when collected: while the broker is up.
-            # One still referenced somewhere would try once the broker is gone, and Celery raises
-            # from its __del__: past this point, nothing is subscribed.
-            gc.collect()
-            app.backend.result_consumer.subscribed_to.clear()
             cluster.stop()
             app.backend.client.connection_pool.disconnect()
             app.close()

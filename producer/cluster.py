@@ -275,6 +275,10 @@ class LocalCluster:
         self.children = []
         for server in reversed(self.servers):
             server.stop()
+        if self.servers:
+            forget = getattr(self.app.backend, "forget_subscriptions", None)
+            if forget is not None:
+                forget()
         self.servers = []
         if recorded:
             remove_record(self.settings.data_dir, self.record_key)

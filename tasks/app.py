@@ -58,6 +58,12 @@ class FarpoolCelery(Celery):
         if delivery.get("redelivered"):
             self.backend.expect_twin(task_id)  # type: ignore[attr-defined]
 
+    def close(self) -> None:
+        forget = getattr(self._backend, "forget_subscriptions", None)  # None: no backend made yet
+        if forget is not None:
+            forget()
+        super().close()
+
     @property
     def settings(self) -> Settings:
         if self._farpool_settings is None:

@@ -179,6 +179,11 @@ class _FarpoolResults:
             return result
         return super().add_pending_result(result, weak=weak, start_drainer=start_drainer)  # type: ignore[misc]
 
+    def forget_subscriptions(self) -> None:
+        """Its server has gone or its app closes: a result collected later unsubscribes from
+        nothing (Celery's would reconnect for 20 s, then raise from `AsyncResult.__del__`)."""
+        self.result_consumer.subscribed_to.clear()  # type: ignore[attr-defined]
+
 
 class FarpoolRedisBackend(_FarpoolResults, RedisBackend):
     """redis:// and rediss:// results."""
