@@ -32,6 +32,7 @@ from producer.publishing import sending
 from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
+from producer.withdraw import withdraw_queued
 from tasks.contract import CALL, GATHER, is_reference, short_name
 from tasks.references import is_importing_user_code
 
@@ -84,11 +85,12 @@ class PoolEngine:
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
             # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
-            find_missing = functools.partial(missing_tasks, self._app, self._settings.queue)
+            queue = self._settings.queue
             self._ledger = Ledger(
                 self._app,
                 give_up_after=self._settings.broker_timeout,
-                find_missing=find_missing,
+                find_missing=functools.partial(missing_tasks, self._app, queue),
+                withdraw=functools.partial(withdraw_queued, self._app, queue),
             )
         except BaseException:
             self._local.stop()
@@ -185,7 +187,8 @@ class PoolEngine:
         gather = self._app.signature(GATHER, options={"task_id": map_id})  # ids: in the call's record
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
         with sending(self._app) as producer:
-            chord(group(signatures, app=self._app), body, app=self._app).apply_async(producer=producer)
+            # the chord's group id is the map's too: the ledger abandons it by that id
+            chord(signatures, body, app=self._app, task_id=map_id).apply_async(producer=producer)
         return result
 
     # -- apply -------------------------------------------------------------------------------

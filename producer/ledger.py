@@ -35,6 +35,7 @@ from tasks.contract import RECORD_PREFIX
 
 OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]
+Withdraw = Callable[[Sequence[str]], list[str]]  # takes queued tasks back; returns those it took
 LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
 KEY_BATCH = 10_000  # keys per DEL or MGET
@@ -61,7 +62,11 @@ class Ledger:
     """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
 
     def __init__(
-        self, app: Celery, give_up_after: float = 60.0, find_missing: FindMissing | None = None
+        self,
+        app: Celery,
+        give_up_after: float = 60.0,
+        find_missing: FindMissing | None = None,
+        withdraw: Withdraw | None = None,
     ) -> None:
         self.app = app
         self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
@@ -81,6 +86,7 @@ class Ledger:
         self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
         self._watch = BrokerWatch(give_up_after)
         self._find_missing = find_missing
+        self._withdraw = withdraw
         self._server = self._server_id()
         self._pubsub = self._new_pubsub()
         self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
@@ -202,6 +208,12 @@ class Ledger:
             self.client.delete(*stored[start : start + KEY_BATCH])
         pending = [task_id for task_id in task_ids if task_id not in arrived]
         in_flight = self.backend.discard(pending, self.remember) if pending else []
+        for record_id in records:  # a map_async's chord: its withdrawn parts will never return
+            self.backend.abandon_chord(record_id, self.remember)
+        if in_flight and self._withdraw is not None:
+            withdrawn = set(self._withdraw(in_flight))
+            self.backend.withdrawn(sorted(withdrawn))
+            in_flight = [task_id for task_id in in_flight if task_id not in withdrawn]
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)

@@ -92,12 +92,21 @@ end
 return pending
 """
 
-# KEYS: a chord's CHORD_SUFFIXES keys. A chord has finished once its last part claimed it (.c)
-# and its size (.s) is gone: Celery deletes the size last, after reading the saved results.
+# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. An abandoned chord (its
+# map was terminated) goes whole, now and after each later part's return. A finished one has its
+# last part's claim (.c) and no size (.s): Celery deletes the size last, after reading the results.
 _DROP_FINISHED_CHORD = """
-if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('EXISTS', KEYS[4]) == 0 then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
+if redis.call('ZSCORE', KEYS[1], KEYS[2]) then
+  redis.call('DEL', unpack(KEYS, 3))
+elseif redis.call('EXISTS', KEYS[3]) == 1 and redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
 end
+return 0
+"""
+# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. ARGV: until when.
+_ABANDON_CHORD = """
+redis.call('ZADD', KEYS[1], ARGV[1], KEYS[2])
+redis.call('DEL', unpack(KEYS, 3))
 return 0
 """
 
@@ -142,11 +151,20 @@ class _FarpoolResults:
         visibility = int(self._transport_options.get("visibility_timeout", 3600))  # type: ignore[attr-defined]
         self._script(_EXPECT_TWIN)(keys=[key, twin], args=[visibility + STORE_RETRY_SECONDS])
 
+    def _chord_keys(self, group_id: str) -> list[Any]:
+        suffixes = ("", *CHORD_SUFFIXES)
+        return [self.get_key_for_group(group_id, suffix) for suffix in suffixes]  # type: ignore[attr-defined]
+
     def drop_finished_chord(self, group_id: str) -> None:
-        """Delete what a finished chord left (its saved results, after a failure); a chord still
-        running, or being gathered, is left alone."""
-        keys = [self.get_key_for_group(group_id, suffix) for suffix in CHORD_SUFFIXES]  # type: ignore[attr-defined]
-        self._script(_DROP_FINISHED_CHORD)(keys=keys)
+        """Delete what a finished or abandoned chord left (its saved results, after a failure);
+        a chord still running, or being gathered, is left alone."""
+        self._script(_DROP_FINISHED_CHORD)(keys=[DISCARDED, *self._chord_keys(group_id)])
+
+    def abandon_chord(self, group_id: str, remember: float) -> None:
+        """Its map was given up: delete the chord's keys, and again after any part that still ends."""
+        self._script(_ABANDON_CHORD)(
+            keys=[DISCARDED, *self._chord_keys(group_id)], args=[time.time() + remember]
+        )
 
     def discard(self, task_ids: Sequence[str], remember: float) -> list[str]:
         """Delete these tasks' results, and drop any stored later within `remember` seconds.
@@ -161,6 +179,12 @@ class _FarpoolResults:
             positions = self._script(_DISCARD)(keys=[DISCARDED, *batch], args=[now, now + remember])
             pending += [task_ids[start + int(position)] for position in positions]
         return pending
+
+    def withdrawn(self, task_ids: Sequence[str]) -> None:
+        """These discarded tasks' messages were taken out of the queue: they will never store."""
+        keys = [self.get_key_for_task(task_id) for task_id in task_ids]  # type: ignore[attr-defined]
+        for start in range(0, len(keys), KEY_BATCH):
+            self.client.zrem(DISCARDED, *keys[start : start + KEY_BATCH])  # type: ignore[attr-defined]
 
     def on_chord_part_return(self, request: Any, state: Any, result: Any, **kwargs: Any) -> Any:
         """Celery's, then, for a map_async's chord that just failed, its saved results go

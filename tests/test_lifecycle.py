@@ -245,6 +245,18 @@ def test_a_terminated_map_async_leaves_no_key(cluster: Cluster) -> None:
     poll(lambda: result_keys(client) == before, "the terminated map's keys to be gone")
 
 
+def test_terminate_leaves_no_message_of_its_own_in_the_queue(cluster: Cluster) -> None:
+    """The worker does not have to meet each revoked message: terminate() takes them back."""
+    client = cluster.app.backend.client
+    queue = cluster.settings.queue
+    with cluster.pool() as pool:
+        pool.map_async("tasks.examples.nap", [0.05] * 2000, chunksize=1)
+        assert client.llen(queue) > 0
+    assert client.llen(queue) == 0
+    with cluster.pool() as pool:
+        assert pool.map(square, range(4), chunksize=1) == [0, 1, 4, 9]
+
+
 def loopback_ipv6() -> bool:
     try:
         with socket.socket(socket.AF_INET6) as sock:
