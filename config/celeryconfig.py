@@ -82,9 +82,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Chunks are already batches: reserving more lets one host hoard what others could run
         # (measured: 4 was no faster than 1 on the benchmark, 445 vs 411 tasks/s, burn 1.14x vs 1.15x).
         "worker_prefetch_multiplier": settings.prefetch_multiplier,
-        # Events on, so Flower sees every worker and every chunk from the moment it is sent.
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events only while a monitor watches (tasks/watch.py): Flower sees every chunk from
+        # the moment it opens; nobody pays for them otherwise. Heartbeats are always on.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
         # Results of an abandoned map_async are removed by Redis itself after this long.
         "result_expires": settings.result_expires,
         "broker_transport_options": transport_options,

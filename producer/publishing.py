@@ -19,7 +19,11 @@ def sending(app: Celery) -> Iterator[Any]:
 
     A map of n chunks costs one round trip per thousand messages instead of two per message.
     Pass it as `producer=` to apply_async; the batch is flushed when the block ends.
+    Task-sent events go out only while a monitor watches the cluster (tasks/watch.py).
     """
+    sent_events = getattr(app, "sent_events", None)
+    if sent_events is not None:
+        sent_events.follow(app)
     with (
         without_result_subscriptions(),
         app.producer_or_acquire() as producer,

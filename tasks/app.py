@@ -20,6 +20,7 @@ from tasks.contract import BUILT_IN_ALLOWED
 from tasks.encoding import register_serializer
 from tasks.references import mark_importing_user_code
 from tasks.transport import transport_setting
+from tasks.watch import SentEvents
 
 
 class FarpoolCelery(Celery):
@@ -30,9 +31,13 @@ class FarpoolCelery(Celery):
     is printed as one line and exits with status 2.
     """
 
+    control_cls = "tasks.watch:FarpoolControl"  # Flower's enable_events: task events while it watches
+    events_cls = "tasks.watch:FarpoolEvents"  # an event receiver of this app marks the cluster watched
+
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
         super().__init__("farpool", **options)
         self._farpool_settings = settings
+        self.sent_events = SentEvents()
         signals.import_modules.connect(self._before_user_modules, sender=self)
         signals.worker_init.connect(self._after_user_modules)
         signals.task_prerun.connect(self._before_task)

@@ -7,7 +7,8 @@ farpool's heartbeat is sent once. One that cannot go out (a socket timeout, a re
 connection) raises its connection error in the consumer's loop, which Celery handles as a lost
 broker: "Connection to broker lost" in the log, then reconnection attempts until it is back.
 The online and offline events are sent once too, and buffered when they cannot go out.
-It also announces the worker to producers (tasks/presence.py). Selected by Celery's
+It also announces the worker to producers (tasks/presence.py) and sends task events only
+while a monitor watches (tasks/watch.py). Selected by Celery's
 `worker_consumer` setting (config/celeryconfig.py).
 """
 
@@ -49,4 +50,5 @@ class Consumer(CeleryConsumer):  # type: ignore[misc]
                 for step in CeleryConsumer.Blueprint.default_steps
             ),
             "tasks.presence:Presence",
+            "tasks.watch:Watched",
         ]

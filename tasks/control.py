@@ -13,6 +13,7 @@ from celery.worker import state as worker_state
 from celery.worker.control import control_command, inspect_command, ok
 
 from tasks.contract import is_internal
+from tasks.watch import follow_watchers
 
 
 def _memory() -> dict[str, int]:
@@ -82,3 +83,10 @@ def farpool_revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: 
                 request.terminate(state.consumer.pool, signal=signals.signum("TERM"))
                 terminated.append(revoked_id)
     return ok(f"{len(task_ids)} revoked, {len(terminated)} terminated")
+
+
+@control_command()
+def farpool_watch(state: Any, **kwargs: Any) -> dict[str, str]:
+    """A monitor opened: task events on now (tasks/watch.py turns them off when nobody watches)."""
+    follow_watchers(state.consumer, True)
+    return ok("watched")

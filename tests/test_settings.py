@@ -107,7 +107,8 @@ def test_celery_config_follows_the_mission() -> None:
     assert conf["result_accept_content"] == ["farpool-json", "json"]
     assert conf["task_serializer"] == conf["result_serializer"] == "farpool-json"
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"]
-    assert conf["worker_send_task_events"] and conf["task_send_sent_event"]
+    # task events only while a monitor watches (tasks/watch.py)
+    assert not conf["worker_send_task_events"] and not conf["task_send_sent_event"]
     assert 0 < conf["result_expires"] < 10**7
     assert conf["broker_transport_options"]["visibility_timeout"] == 42
 
