@@ -40,6 +40,7 @@ LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no long
 logger = logging.getLogger("farpool")
 KEY_BATCH = 10_000  # keys per DEL or MGET
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+VERIFY_AFTER = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,11 @@ class Ledger:
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
         self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
         self._draining: set[bytes] = set()  # abandoned, still queued or running: join() waits for them
+        # subscribed as they were sent, not read back: looked for once, a second later, in case the
+        # subscription reached the server after the result (another connection, another path)
+        self._unverified: list[bytes] = []
+        self._verifying: list[bytes] = []
+        self._verify_at = 0.0
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
@@ -114,11 +120,13 @@ class Ledger:
         *,
         owned: bool = True,
         record: tuple[str, dict[str, Any]] | None = None,
+        unsent: bool = False,
     ) -> None:
         """Call on_ready(task_id, meta) once for each task as soon as it is ready.
 
         `record` (id, description) is stored alongside, in the same round trip, so that
         `recorded(id)` finds the call from any process until it is collected or expires.
+        Tasks `unsent` yet cannot have stored anything: their results are not looked for.
         """
         keys = {self.key(task_id): task_id for task_id in task_ids}
         with self._lock:
@@ -130,7 +138,10 @@ class Ledger:
                 self._expected[key] = Expected(task_id, on_ready, owned)
             if keys:
                 self._pubsub.subscribe(*keys)
-        self._read_stored(list(keys), record)
+            if unsent:
+                self._unverified.extend(keys)
+        if record is not None or not unsent:
+            self._read_stored([] if unsent else list(keys), record)
 
     def uncollected(self) -> list[str]:
         """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
@@ -304,6 +315,7 @@ class Ledger:
         while not self._closed:
             try:
                 self._probe()
+                self._verify()
                 message = self._pubsub.get_message(timeout=1.0)
                 if message is not None:
                     self._watch.heard()
@@ -336,6 +348,18 @@ class Ledger:
             self._watch.idle()
         elif self._watch.probe_due():
             self.client.publish(self._wake_channel, b"probe")
+
+    def _verify(self) -> None:
+        """Look once for the results of tasks subscribed to at least VERIFY_AFTER s ago."""
+        now = time.monotonic()
+        if now < self._verify_at:
+            return
+        self._verify_at = now + VERIFY_AFTER
+        with self._lock:
+            keys = [key for key in self._verifying if key in self._expected]
+            self._verifying, self._unverified = self._unverified, []
+        if keys:
+            self._read_stored(keys)
 
     def _lost(self, error: Exception) -> None:
         logger.debug("the results connection failed (%s): reconnecting", error)

@@ -193,9 +193,10 @@ class AsyncResult(_Result[R]):
     """The result of one task (apply_async)."""
 
     def __init__(self, ledger: Ledger, sent: Sent, callbacks: Callbacks = Callbacks(), owned: bool = True):
+        """`owned`: made by the pool that is about to send the call; otherwise attached to it."""
         super().__init__(ledger, sent, callbacks)
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect([sent.id], self._arrived, owned=owned, record=record)
+        ledger.expect([sent.id], self._arrived, owned=owned, record=record, unsent=owned)
 
     @property
     def task_ids(self) -> list[str]:
@@ -225,7 +226,7 @@ class MapResult(_Result[list[R]]):
             self._settle([])
             return
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect(self.task_ids, self._arrived, owned=owned, record=record)
+        ledger.expect(self.task_ids, self._arrived, owned=owned, record=record, unsent=owned)
 
     def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
         with self._count_lock:
