@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from celery.backends.redis import RedisBackend, SentinelBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
 
 from tasks.contract import GATHER
 from tasks.transport import no_retries
@@ -42,10 +44,14 @@ STORE_RETRY_SECONDS = 420
 # A chord's claim (set once its last part came in), then its saved results, counters and size.
 CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
 KEY_BATCH = 5_000
+# How a success's meta starts as farpool-json writes it: status is its first key (_get_result_meta).
+SUCCEEDED = '{"status": "SUCCESS"'
 
 # KEYS: the result key, DISCARDED, the task's twin mark. ARGV: the encoded meta, seconds to keep
-# it (0: for ever). A discarded result is dropped, with an empty message on its channel: that
-# task has ended. A twinned task's first store, kept or dropped, marks the other run's as dropped.
+# it (0: for ever), SUCCEEDED: a stored success is never overwritten (by a lost worker's late
+# failure), as in Celery's own read-then-write store. A discarded result is dropped, with an
+# empty message on its channel: that task has ended. A twinned task's first store, kept or
+# dropped, marks the other run's as dropped.
 _STORE = """
 local twin = redis.call('GET', KEYS[3])
 if twin == 'stored' then
@@ -58,6 +64,10 @@ if twin then
 end
 if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
   redis.call('PUBLISH', KEYS[1], '')
+  return 0
+end
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[3]) == ARGV[3] then
   return 0
 end
 if tonumber(ARGV[2]) > 0 then
@@ -142,7 +152,19 @@ class _FarpoolResults:
         if expires is None:
             expires = self.expires  # type: ignore[attr-defined]
         twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
-        self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0)])
+        self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED])
+
+    def _store_result(
+        self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
+    ) -> Any:
+        """Celery's, less the read before the write: the store script keeps a stored success."""
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)  # type: ignore[attr-defined]
+        meta["task_id"] = bytes_to_str(task_id)
+        try:
+            self._set_with_state(self.get_key_for_task(task_id), self.encode(meta), state)  # type: ignore[attr-defined]
+        except BackendStoreError as error:
+            raise BackendStoreError(str(error), state=state, task_id=task_id) from error
+        return result
 
     def expect_twin(self, task_id: str) -> None:
         """This run of the task is a redelivery: keep only the first of its runs' results."""

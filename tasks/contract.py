@@ -101,7 +101,7 @@ def dumps(value: Any) -> str:
 
 def first_unsendable(values: Sequence[Any]) -> tuple[int, Exception] | None:
     """(offset, error) of the first value JSON cannot carry; None when all can."""
-    if all(type(value) in encoding.SCALARS for value in values):
+    if encoding.all_scalars(values):
         return None
     try:
         dumps(values)

@@ -33,13 +33,18 @@ _BUILD: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
+def all_scalars(values: Any) -> bool:
+    """Every value is a JSON scalar (the common case, checked at C speed)."""
+    return SCALARS.issuperset(map(type, values))
+
+
 def tagged(value: Any) -> Any:
     """`value` with its tuples, sets and non-str-keyed dicts tagged, ready for JSON."""
     kind = type(value)
     if kind in SCALARS:
         return value
     if kind is list:
-        if all(type(item) in SCALARS for item in value):
+        if all_scalars(value):
             return value
         return [tagged(item) for item in value]
     if kind is dict:

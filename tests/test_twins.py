@@ -101,3 +101,11 @@ def test_an_abandoned_twinned_task_stores_nothing(app: FarpoolCelery) -> None:
     store(app, "the other")
     assert stored(app) is None
     assert not app.backend.client.exists(twin_key(app))  # type: ignore[attr-defined]
+
+
+def test_a_stored_success_is_never_overwritten_by_a_later_state(app: FarpoolCelery) -> None:
+    """A lost worker's late failure (or a redelivered run's) must not replace a success."""
+    store(app, 42)
+    app.backend.store_result(TASK, ValueError("late"), states.FAILURE)
+    assert app.backend.get_task_meta(TASK, cache=False)["status"] == states.SUCCESS  # type: ignore[call-arg]
+    assert app.backend.get_task_meta(TASK, cache=False)["result"] == 42  # type: ignore[call-arg]
