@@ -22,6 +22,7 @@ from tasks.contract import (
     is_internal,
     is_reference,
 )
+from tasks.encoding import Values
 from tasks.references import RefusedTask, resolve, task_body
 
 
@@ -82,7 +83,8 @@ def _run(
         ) from None
     elapsed = time.perf_counter() - began
     results = _checked_json(task, start, results)
-    return [elapsed, results] if timed else results
+    values = Values(results)
+    return [elapsed, values] if timed else values
 
 
 @shared_task(name=MAP_CHUNK, bind=True)

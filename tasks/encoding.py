@@ -33,6 +33,28 @@ _BUILD: dict[str, Callable[[list[Any]], Any]] = {
 }
 
 
+class Values:
+    """A chunk's values, as a task returns them: JSON writes the list; repr shows its start.
+
+    Celery keeps a repr of every result for its log and events (1 KB of it), but builds it by
+    walking the whole value: 16 % of a worker process's time on map(square, range(100_000)).
+    """
+
+    __slots__ = ("items",)
+    SHOWN = 100
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __repr__(self) -> str:
+        if len(self.items) <= self.SHOWN:
+            return repr(self.items)
+        return repr(self.items[: self.SHOWN])[:-1] + ", ...]"
+
+    def __json__(self) -> list[Any]:  # kombu's JSON, where farpool-json is not the serializer
+        return self.items
+
+
 def all_scalars(values: Any) -> bool:
     """Every value is a JSON scalar (the common case, checked at C speed)."""
     return SCALARS.issuperset(map(type, values))
@@ -43,6 +65,8 @@ def tagged(value: Any) -> Any:
     kind = type(value)
     if kind in SCALARS:
         return value
+    if kind is Values:
+        value, kind = value.items, list
     if kind is list:
         if all_scalars(value):
             return value

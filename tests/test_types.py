@@ -90,3 +90,15 @@ def test_the_worker_receives_the_types_that_were_sent(module_pool: Pool, stdlib_
     assert module_pool.map(usertasks.arrived_as, values) == stdlib_pool.map(usertasks.arrived_as, values)
     assert module_pool.starmap(usertasks.arrived_as, [[(1, 2)]]) == ["(1, 2)"]
     assert list(module_pool.imap(usertasks.arrived_as, [(7,)])) == ["(7,)"]
+
+
+def test_a_chunks_values_are_a_list_in_json_and_short_in_a_repr() -> None:
+    from kombu.utils import json as kombu_json
+
+    from tasks.encoding import Values, dumps, loads
+
+    values = Values([(1, 2), *range(500)])
+    assert loads(dumps(values)) == [(1, 2), *range(500)]
+    assert kombu_json.loads(kombu_json.dumps(values)) == [[1, 2], *range(500)]
+    assert len(repr(values)) < 1024 and repr(values).endswith(", ...]")
+    assert repr(Values([1, 2])) == "[1, 2]"
