@@ -3,7 +3,9 @@
 kombu's Redis channel builds a `redis.Redis` object for every message it publishes
 (`Channel._create_client`); with redis-py 8 that construction was 18 % of a worker's main
 process (sending task events). The clients share the channel's connection pool either way,
-so reusing one changes nothing but the cost. Selected by Celery's `broker_transport` setting.
+so reusing one changes nothing but the cost. Its publishes are also pipelined in batches
+(kombu's Producer.batch), which kombu would refuse because of farpool's zero-retry Retry.
+Selected by Celery's `broker_transport` setting.
 """
 
 from __future__ import annotations
@@ -36,7 +38,14 @@ class _ReusedClient:
 
 
 class Channel(_ReusedClient, kombu_redis.Channel):
-    pass
+    @property
+    def supports_batch_publish(self) -> bool:
+        """kombu pipelines a producer's publishes only without a redis-py Retry (a replayed
+        pipeline could publish twice): farpool's Retry retries nothing, so it can."""
+        kwargs = dict(self.pool.connection_kwargs)
+        retry = kwargs.pop("retry", None)
+        replays = retry is not None and retry.get_retries() > 0
+        return not self.retry_on_timeout and not replays and kombu_redis._batch_publish_retry_safe(kwargs)
 
 
 class SentinelChannel(_ReusedClient, kombu_redis.SentinelChannel):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from conftest import Cluster
 from faults_support import fault_cluster
 
 pytestmark = pytest.mark.integration
@@ -25,3 +26,9 @@ def test_map_async_messages_do_not_grow_with_the_number_of_chunks(tmp_path: Path
             client.delete(cluster.settings.queue)
         assert sizes[1000] < sizes[10] + 100, sizes
         pool.terminate()
+
+
+def test_a_producers_messages_go_out_in_pipelined_batches(cluster: Cluster) -> None:
+    """kombu batches a producer's publishes only where its channel says it safely can."""
+    with cluster.app.connection_for_write() as connection:
+        assert connection.default_channel.supports_batch_publish
