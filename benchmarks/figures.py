@@ -12,14 +12,20 @@ IMPLEMENTATIONS = ("farpool", "multiprocessing", "celery")
 
 @dataclass(frozen=True)
 class Goal:
-    """farpool's target: on its own figure, or on its ratio to multiprocessing.Pool's."""
+    """farpool's target: on its own figure, on its ratio to multiprocessing.Pool's, or on its
+    ratio to another farpool figure measured in the same workload (`baseline`, in details)."""
 
-    on: Literal["farpool", "ratio"]
+    on: Literal["farpool", "ratio", "baseline"]
     op: Literal["<=", ">="]
     value: float
+    baseline: str = ""  # what the baseline is, for the goal's text
 
     def met(self, figure: Figure) -> bool | None:
-        measured = figure.ratio if self.on == "ratio" else figure.farpool
+        if self.on == "baseline":
+            base = figure.details.get("baseline")
+            measured = None if figure.farpool is None or not base else figure.farpool / base
+        else:
+            measured = figure.ratio if self.on == "ratio" else figure.farpool
         if measured is None:
             return None
         compare = operator.le if self.op == "<=" else operator.ge
@@ -29,6 +35,8 @@ class Goal:
         op = "≤" if self.op == "<=" else "≥"
         if self.on == "ratio":
             return f"{op} {self.value:g}×"
+        if self.on == "baseline":
+            return f"{op} {self.value:g}× {self.baseline}"
         return f"{op} {format_value(self.value, unit)}"
 
 

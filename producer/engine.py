@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
 from typing import Any, Self
 
 import redis
-from celery import chain, chord, group
+from celery import chain, group
 from celery.canvas import Signature
 from celery.utils import uuid
 from kombu.exceptions import OperationalError
@@ -186,9 +186,14 @@ class PoolEngine:
         result: MapResult[Any] = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
         gather = self._app.signature(GATHER, options={"task_id": map_id})  # ids: in the call's record
         body = chain(gather, callback) if isinstance(callback, Signature) else gather
+        # A chord, sent as its header group with the body in each chunk's options: Celery's
+        # chord.apply_async drops the producer, so its chunks would not go out in batches.
+        # The chord's group id is the map's too: the ledger abandons it by that id.
+        body.freeze(map_id, group_id=map_id)
+        for signature in signatures:
+            signature.options["chord"] = body
         with sending(self._app) as producer:
-            # the chord's group id is the map's too: the ledger abandons it by that id
-            chord(signatures, body, app=self._app, task_id=map_id).apply_async(producer=producer)
+            group(signatures, app=self._app).apply_async(producer=producer, task_id=map_id)
         return result
 
     # -- apply -------------------------------------------------------------------------------

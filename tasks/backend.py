@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from celery import states
 from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
@@ -121,6 +122,7 @@ return 0
 """
 
 _quiet = threading.local()
+_last_store = threading.local()  # the key of this thread's last store, if the script dropped it
 
 
 @contextmanager
@@ -152,7 +154,8 @@ class _FarpoolResults:
         if expires is None:
             expires = self.expires  # type: ignore[attr-defined]
         twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
-        self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED])
+        stored = self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED])
+        _last_store.dropped = None if stored else key
 
     def _store_result(
         self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
@@ -209,11 +212,14 @@ class _FarpoolResults:
             self.client.zrem(DISCARDED, *keys[start : start + KEY_BATCH])  # type: ignore[attr-defined]
 
     def on_chord_part_return(self, request: Any, state: Any, result: Any, **kwargs: Any) -> Any:
-        """Celery's, then, for a map_async's chord that just failed, its saved results go
-        (Celery keeps them until they expire; nobody reads them)."""
+        """Celery's, then, for a map_async's chord that just failed or was abandoned (this part's
+        store was dropped), its saved results go (Celery keeps them until they expire; nobody
+        reads them). A part that succeeded in a live chord needs nothing more."""
         returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
         if request.group and request.chord and request.chord.get("task") == GATHER:
-            self.drop_finished_chord(request.group)
+            dropped = getattr(_last_store, "dropped", None) == self.get_key_for_task(request.id)  # type: ignore[attr-defined]
+            if state != states.SUCCESS or dropped:
+                self.drop_finished_chord(request.group)
         return returned
 
     def on_task_call(self, producer: Any, task_id: str) -> None:

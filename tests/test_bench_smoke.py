@@ -23,6 +23,11 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.workloads import WORKLOADS  # noqa: E402
 
 EXPECTED_FIGURES = {
+    "pool_ready",
+    "cli_apply",
+    "map_async_send",
+    "map_async_total",
+    "terminate_clear",
     "map_square",
     "map_burn",
     "map_burn_efficiency",
