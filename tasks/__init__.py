@@ -1,6 +1,5 @@
 """Everything that runs on a farpool worker: `celery -A tasks worker`."""
 
-from tasks import control  # noqa: F401 - registers the farpool_info remote-control command
 from tasks.app import FarpoolCelery, app, create_app
 from tasks.chunks import mappable_task
 from tasks.references import RefusedTask

