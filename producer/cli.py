@@ -277,14 +277,14 @@ def result(result_id: str, timeout: float | None) -> None:
 def cluster(as_json: bool) -> None:
     """The online workers of FARPOOL_QUEUE: host, pool, processes, cores, load, memory, what runs; and
     the queue depth."""
-    from producer.cluster import online_workers, queue_depth
+    from producer.cluster import announced_workers, queue_depth
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from tasks import app
 
     if not reachable(app.settings.broker_url):
         raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
-    workers = online_workers(app, queue=app.settings.queue)
+    workers = announced_workers(app, app.settings.queue)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
         rows = [worker.__dict__ for worker in workers]
@@ -396,14 +396,14 @@ def table(header: list[str], rows: Iterable[list[str]]) -> None:
 def tasks_command(as_json: bool) -> None:
     """What each online worker can run: its registered tasks, and the modules whose plain
     functions it calls (its allowlist: FARPOOL_INCLUDE and farpool's examples)."""
-    from producer.cluster import online_workers
+    from producer.cluster import announced_workers
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from tasks import app
 
     if not reachable(app.settings.broker_url):
         raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
-    workers = online_workers(app, queue=app.settings.queue)
+    workers = announced_workers(app, app.settings.queue)
     if as_json:
         echo_json({w.name: {"tasks": list(w.tasks), "allowlist": list(w.allowlist)} for w in workers})
         return

@@ -85,8 +85,8 @@ def _ask_workers(app: Celery, timeout: float) -> list[WorkerInfo]:
 def announced_workers(app: Celery, queue: str) -> list[WorkerInfo]:
     """The workers announced on `queue` (tasks/presence.py): one round trip, no broadcast.
 
-    Their descriptions are static (no load, nothing about what runs): `farpool cluster` asks
-    the workers themselves (`online_workers`).
+    Each description is at most ANNOUNCE_INTERVAL (2 s) old; a worker that died stays listed
+    until its announcement expires (ANNOUNCE_TTL, 10 s). `online_workers` asks them now.
     """
     client = cast(Any, app.backend).client
     return [_worker_info(str(found["name"]), found) for found in live_workers(client, queue)]

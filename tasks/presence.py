@@ -18,7 +18,10 @@ import socket
 from typing import Any
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 from celery.worker.consumer.tasks import Tasks
+
+from tasks.contract import is_internal
 
 logger = logging.getLogger(__name__)
 ANNOUNCE_INTERVAL = 2.0
@@ -65,16 +68,48 @@ def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
     return [json.loads(text) for text in found if text]
 
 
+def _memory() -> dict[str, int]:
+    """Total and available memory in bytes, from /proc/meminfo (empty elsewhere)."""
+    wanted = {"MemTotal": "total", "MemAvailable": "available"}
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                name, _, rest = line.partition(":")
+                if name in wanted:
+                    found[wanted[name]] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return found
+
+
+def running_function(name: str, label: str) -> str:
+    """The function a running request calls: from farpool's label (`square × 3 items [chunk
+    1/5]`, `square(…)`) for its executors, the task's own name otherwise."""
+    if is_internal(name) and label:
+        return label.split(" × ", 1)[0].removesuffix("(…)")
+    return name
+
+
 def describe(consumer: Any) -> dict[str, Any]:
-    """What a producer needs to know of this worker without asking it."""
+    """Pool type and size, consumed queues, tasks, what runs now, and the host's cores, load and
+    memory: what a producer and `farpool cluster` need to know of this worker without asking it."""
     pool_info = consumer.pool.info if consumer.pool is not None else {}
+    task_consumer = consumer.task_consumer
     return {
         "name": consumer.hostname,
         "host": socket.gethostname(),
         "pool": str(pool_info.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
         "processes": int(pool_info.get("max-concurrency", 0)),
-        "queues": sorted(queue.name for queue in consumer.task_consumer.queues),
+        "queues": sorted(queue.name for queue in task_consumer.queues) if task_consumer else [],
+        "tasks": sorted(name for name in consumer.app.tasks if not is_internal(name)),
+        "allowlist": list(getattr(consumer.app, "allowlist", ())),
+        "running": [
+            running_function(request.name, request.argsrepr) for request in list(worker_state.active_requests)
+        ],
         "cores": os.cpu_count() or 0,
+        "load": list(os.getloadavg()),
+        "memory": _memory(),
     }
 
 
@@ -89,11 +124,15 @@ class Presence(bootsteps.StartStopStep):  # type: ignore[misc]
         self.description: dict[str, Any] = {}
 
     def start(self, c: Any) -> None:
-        self.description = describe(c)
         self.announce(c)
         self.timer_entry = c.timer.call_repeatedly(ANNOUNCE_INTERVAL, self.announce, (c,))
 
     def announce(self, c: Any) -> None:
+        """The worker's description, what it runs and its host's load included, for ANNOUNCE_TTL s."""
+        try:
+            self.description = describe(c)
+        except Exception as error:  # keep announcing the last description
+            logger.debug("could not describe this worker: %s", error)
         text = json.dumps(self.description)
         try:
             client = c.app.backend.client

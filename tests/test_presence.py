@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+from conftest import Cluster
 from faults_support import fault_cluster
-from helpers import poll
+from helpers import poll, run_cli
 
 from producer.cluster import announced_workers
 from tasks.presence import ANNOUNCE_TTL
@@ -53,3 +57,22 @@ def test_a_pool_finds_a_running_worker_without_a_broadcast(
         monkeypatch.setattr(producer.cluster, "ask_workers", no_broadcast)
         with cluster.pool() as pool:
             assert pool.map("usertasks.cube", range(4)) == [0, 1, 8, 27]
+
+
+def test_farpool_cluster_lists_the_workers_without_a_broadcast(cluster: Cluster) -> None:
+    """`farpool cluster` reads the announcements: no remote-control message goes out."""
+    pubsub: Any = cluster.app.backend.client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*pidbox*")
+    try:
+        report = json.loads(run_cli("cluster", "--json", env=cluster.env).stdout)
+        end = time.monotonic() + 0.5
+        broadcasts = []
+        while time.monotonic() < end:
+            message = pubsub.get_message(timeout=0.1)
+            if message is not None:
+                broadcasts.append(message["channel"])
+    finally:
+        pubsub.close()
+    assert broadcasts == []
+    (worker,) = [w for w in report["workers"] if cluster.settings.queue in w["queues"]]
+    assert worker["processes"] == cluster.settings.concurrency and worker["load"] and worker["memory_total"]
