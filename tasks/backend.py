@@ -42,6 +42,9 @@ TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs 
 # How long after a redelivered run starts the other run may still store: it started a visibility
 # timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
 STORE_RETRY_SECONDS = 420
+# A dropped store keeps its reason (discarded, twinned) this long: the same store replayed after
+# its reply was lost (a worker reconnecting after a cut) is dropped again.
+REPLAY_GRACE = 60
 # A chord's claim (set once its last part came in), then its saved results, counters and size.
 CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
 KEY_BATCH = 5_000
@@ -50,20 +53,22 @@ SUCCEEDED = '{"status": "SUCCESS"'
 
 # KEYS: the result key, DISCARDED, the task's twin mark. ARGV: the encoded meta, seconds to keep
 # it (0: for ever), SUCCEEDED: a stored success is never overwritten (by a lost worker's late
-# failure), as in Celery's own read-then-write store. A discarded result is dropped, with an
-# empty message on its channel: that task has ended. A twinned task's first store, kept or
-# dropped, marks the other run's as dropped.
+# failure), as in Celery's own read-then-write store, REPLAY_GRACE. A discarded result is
+# dropped, with an empty message on its channel: that task has ended. A twinned task's first
+# store, kept or dropped, marks the other run's as dropped.
 _STORE = """
 local twin = redis.call('GET', KEYS[3])
-if twin == 'stored' then
-  redis.call('DEL', KEYS[3])
+if twin == 'stored' or twin == 'dropped' then
+  redis.call('SET', KEYS[3], 'dropped', 'EX', ARGV[4])
   redis.call('PUBLISH', KEYS[1], '')
   return 0
 end
 if twin then
   redis.call('SET', KEYS[3], 'stored', 'KEEPTTL')
 end
-if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
+if redis.call('ZSCORE', KEYS[2], KEYS[1]) then
+  local now = tonumber(redis.call('TIME')[1])
+  redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), KEYS[1])
   redis.call('PUBLISH', KEYS[1], '')
   return 0
 end
@@ -154,7 +159,9 @@ class _FarpoolResults:
         if expires is None:
             expires = self.expires  # type: ignore[attr-defined]
         twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
-        stored = self._script(_STORE)(keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED])
+        stored = self._script(_STORE)(
+            keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
+        )
         _last_store.dropped = None if stored else key
 
     def _store_result(
