@@ -16,16 +16,22 @@ from producer.errors import (
 from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
+from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
 
 __all__ = [
     "AsyncResult",
+    "BoundedSemaphore",
     "BrokerUnavailable",
+    "Event",
     "FarpoolError",
+    "Lock",
     "LostTasks",
     "MapResult",
     "NoWorkersError",
     "Pool",
     "Process",
+    "Queue",
+    "Semaphore",
     "TimeoutError",
     "UnknownResult",
     "result",

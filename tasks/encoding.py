@@ -7,8 +7,12 @@ multiprocessing (pickle) keeps them all, so farpool tags them instead, and never
     {1, 2}        -> {"__farpool__": "set", "items": [1, 2]}   (frozenset likewise)
     {1: "a"}      -> {"__farpool__": "dict", "items": [[1, "a"]]}   (any key that is not a str)
 
+    Lock("x")     -> {"__farpool__": "Lock", "items": [{"name": "x", "lease": 60.0}]}
+                     (Semaphore, BoundedSemaphore, Queue and Event likewise: by name)
+
 bytes, datetimes, Decimal and UUID travel as kombu's JSON already carries them. Only these
-types are rebuilt on decoding: a tag names a container, never a class to import.
+types are rebuilt on decoding: a tag names a container or one of tasks/coordination's classes,
+never a class to import.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Any
 
 from kombu.serialization import register
 from kombu.utils import json as kombu_json
+
+from tasks.coordination.base import KINDS, rebuild
 
 SERIALIZER = "farpool-json"  # config/celeryconfig.py names it for Celery
 
@@ -79,6 +85,8 @@ def tagged(value: Any) -> Any:
         return {TAG: "tuple", "items": [tagged(item) for item in value]}
     if kind is set or kind is frozenset:
         return {TAG: kind.__name__, "items": [tagged(item) for item in value]}
+    if kind in KINDS.values():
+        return {TAG: kind.__name__, "items": [value.__json__()]}
     return value  # kombu's JSON carries it (bytes, datetime, ...) or says it cannot
 
 
@@ -87,9 +95,12 @@ def _untag(mapping: dict[str, Any]) -> Any:
     if kind is None:
         return kombu_json.object_hook(mapping)  # type: ignore[no-untyped-call]
     build = _BUILD.get(kind)
-    if build is None:
+    if build is not None:
+        return build(mapping["items"])
+    if kind not in KINDS:
         raise ValueError(f"unknown {TAG} tag {kind!r}")
-    return build(mapping["items"])
+    (arguments,) = mapping["items"]
+    return rebuild(kind, arguments)
 
 
 def dumps(value: Any) -> str:
