@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ from faults_support import FAULT_TASKS, FaultCluster, fault_cluster
 from helpers import poll
 
 from producer import BoundedSemaphore, Event, Lock, Queue, Semaphore
+from producer.cluster import announced_workers
 
 pytestmark = pytest.mark.integration
 
@@ -24,6 +24,13 @@ def four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
     folder = tmp_path_factory.mktemp("coordination")
     with fault_cluster(folder, concurrency=4, include=(*FAULT_TASKS, "usertasks_sync")) as cluster:
         yield cluster
+
+
+def running(cluster: FaultCluster) -> list[str]:
+    """What the worker's processes run now, as it announces it (every 2 s)."""
+    return [
+        name for worker in announced_workers(cluster.app, cluster.settings.queue) for name in worker.running
+    ]
 
 
 def unique(prefix: str) -> str:
@@ -100,7 +107,7 @@ def test_tasks_wait_on_an_event_until_the_producer_sets_it(four: FaultCluster) -
     event = Event(unique("go"), app=four.app)
     with four.pool() as pool:
         waiting = pool.starmap_async("usertasks_sync.wait_for", [(event, 30)] * 3, chunksize=1)
-        time.sleep(1)  # the tasks are waiting: nothing to poll for
+        poll(lambda: running(four).count("wait_for") == 3, "3 tasks to wait on the event")
         assert not waiting.ready()
         event.set()
         assert [released for released, _ in waiting.get(60)] == [True, True, True]

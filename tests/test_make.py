@@ -67,3 +67,18 @@ def test_the_install_prints_no_editable_installation_warning(tmp_path: Path) -> 
     done = subprocess.run([*command, *editable.group(1).split()], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "Editable installation" not in done.stderr
+
+
+def test_every_package_folder_is_installed() -> None:
+    """pyproject lists its packages: a folder left out is missing from a wheel (the Docker image)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parent.parent
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {
+        ".".join(folder.relative_to(root).parts)
+        for top in ("tasks", "producer", "config")
+        for folder in [root / top, *(root / top).rglob("*")]
+        if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py"))
+    }
+    assert folders == listed

@@ -1,0 +1,150 @@
+"""Typed farpool settings, read from FARPOOL_* environment variables (and `.env`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated, Literal
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BROKER_SCHEMES = ("redis", "rediss", "sentinel")
+ENV_PREFIX = "FARPOOL_"
+
+
+class SettingsError(ValueError):
+    """A FARPOOL_* variable has a value farpool cannot use; the message names it."""
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by `***`, safe to print or log."""
+    return ";".join(_mask_one(part) for part in url.split(";"))
+
+
+def _mask_one(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]  # as written: a bad port is shown, not parsed
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _check_redis_url(url: str, what: str) -> str:
+    for part in url.split(";"):
+        parts = urlsplit(part)
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            raise ValueError(f"the port in URL {mask_url(part)!r} is not a number from 0 to 65535") from None
+        scheme = parts.scheme
+        if scheme not in BROKER_SCHEMES:
+            accepted = ", ".join(f"{s}://" for s in BROKER_SCHEMES)
+            raise ValueError(
+                f"unsupported scheme {scheme + '://' if scheme else '(none)'} in "
+                f"{mask_url(part)!r}: {what} must be one of {accepted}"
+            )
+        if scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(parts.query):
+            raise ValueError(
+                f"{mask_url(part)!r} needs ?ssl_cert_reqs=required (or optional, none): "
+                "without it the connection would skip certificate checks"
+            )
+    return url
+
+
+class Settings(BaseSettings):
+    """Everything configurable in farpool; field `x` is the variable FARPOOL_X."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str | None = None
+    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    embedded_broker: Literal["auto", "never"] = "auto"
+    include: Annotated[tuple[str, ...], NoDecode] = ()
+    allow: Annotated[tuple[str, ...], NoDecode] = ()
+    import_path: Annotated[tuple[str, ...], NoDecode] = ()
+    queue: str = Field(default="farpool", min_length=1)
+    visibility_timeout: int = Field(default=3600, ge=1)
+    result_expires: int = Field(default=86400, ge=1)
+    broker_timeout: int = Field(default=60, ge=1)
+    prefetch_multiplier: int = Field(default=1, ge=1)
+    data_dir: str = ".farpool"
+    flower_address: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_basic_auth: str | None = None
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, url: str) -> str:
+        return _check_redis_url(url, "the broker URL")
+
+    @field_validator("result_backend")
+    @classmethod
+    def _backend_scheme(cls, url: str | None) -> str | None:
+        return None if not url else _check_redis_url(url, "the result backend URL")
+
+    @field_validator("include", "allow", mode="before")
+    @classmethod
+    def _split_modules(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("import_path", mode="before")
+    @classmethod
+    def _split_folders(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(folder for folder in value.split(os.pathsep) if folder)
+        return value
+
+    @model_validator(mode="after")
+    def _derive_backend(self) -> Settings:
+        if self.result_backend is None:
+            object.__setattr__(self, "result_backend", default_backend_for(self.broker_url))
+        for name, url in (("BROKER_URL", self.broker_url), ("RESULT_BACKEND", self.result_backend)):
+            if url and url.startswith("sentinel://") and not self.sentinel_master:
+                raise ValueError(
+                    f"{ENV_PREFIX}SENTINEL_MASTER: required when {ENV_PREFIX}{name} is sentinel://"
+                )
+        return self
+
+    @property
+    def backend_url(self) -> str:
+        assert self.result_backend is not None
+        return self.result_backend
+
+
+def default_backend_for(broker_url: str) -> str:
+    """The broker's own server (each sentinel of a sentinel:// list), database 1."""
+    return ";".join(urlunsplit(urlsplit(part)._replace(path="/1")) for part in broker_url.split(";"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate the settings; a bad value is a one-line SettingsError naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across variables: its message names them
+            raise SettingsError(message) from None
+        field = str(first["loc"][0])
+        raw = os.environ.get(ENV_PREFIX + field.upper())
+        shown = f" (got {mask_url(raw)!r})" if raw is not None and "URL" not in message else ""
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}{shown}") from None
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The FARPOOL_* variables that reproduce `settings` in a child process (a worker)."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = (os.pathsep if name == "import_path" else ",").join(value)
+        env[ENV_PREFIX + name.upper()] = str(value)
+    return env

@@ -1,0 +1,38 @@
+"""farpool's producer: multiprocessing.Pool's API, run on Celery workers."""
+
+from producer.packages import check_own_packages
+
+check_own_packages()  # before `tasks` or `config` is imported: a user's own file may shadow them
+
+from producer.attach import result
+from producer.errors import (
+    BrokerUnavailable,
+    FarpoolError,
+    LostTasks,
+    NoWorkersError,
+    TimeoutError,
+    UnknownResult,
+)
+from producer.pool import Pool
+from producer.process import Process
+from producer.results import AsyncResult, MapResult
+from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
+
+__all__ = [
+    "AsyncResult",
+    "BoundedSemaphore",
+    "BrokerUnavailable",
+    "Event",
+    "FarpoolError",
+    "Lock",
+    "LostTasks",
+    "MapResult",
+    "NoWorkersError",
+    "Pool",
+    "Process",
+    "Queue",
+    "Semaphore",
+    "TimeoutError",
+    "UnknownResult",
+    "result",
+]

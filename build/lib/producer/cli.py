@@ -1,0 +1,490 @@
+"""The `farpool` command (also `python -m producer`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import runpy
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
+
+import click
+import redis
+from kombu.exceptions import OperationalError
+
+from config import SettingsError, mask_url
+from producer.errors import FarpoolError
+from tasks.contract import DEMO_SCRIPT
+
+USAGE_ERROR, TASK_ERROR = 2, 1
+logger = logging.getLogger("farpool")
+CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `ls | head`: a normal end
+
+
+def fail(message: str, code: int) -> NoReturn:
+    click.echo(f"farpool: {message}", err=True)
+    sys.exit(code)
+
+
+def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta[f"farpool.{param.name}"] = True
+
+
+# Accepted before the subcommand and after it (`farpool map --debug ...`).
+GLOBAL_OPTIONS = [
+    click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_flag, help="Show tracebacks."),
+    click.Option(
+        ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_flag, help="Only errors on stderr."
+    ),
+    click.Option(
+        ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_flag, help="More on stderr."
+    ),
+]
+
+
+def _flag(ctx: click.Context, name: str) -> bool:
+    return bool(ctx.meta.get(f"farpool.{name}"))
+
+
+def setup_logging(ctx: click.Context) -> None:
+    """farpool's messages (the `farpool` logger) on stderr: INFO, WARNING with -q, DEBUG with -v."""
+    level = logging.INFO
+    if _flag(ctx, "quiet") or _flag(ctx, "verbose"):
+        level = logging.WARNING if _flag(ctx, "quiet") else logging.DEBUG
+    logger = logging.getLogger("farpool")
+    if not any(getattr(handler, "farpool_cli", False) for handler in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("farpool: %(message)s"))
+        handler.farpool_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(level)
+    if level == logging.DEBUG:
+        from tasks import app
+
+        settings = app.settings
+        logger.debug(
+            "broker %s, result backend %s, queue %r, data %s",
+            mask_url(settings.broker_url),
+            mask_url(settings.backend_url),
+            settings.queue,
+            settings.data_dir,
+        )
+
+
+class FarpoolGroup(click.Group):
+    """Turns every error into one line on stderr and an exit code (a traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except BrokenPipeError:
+            # The reader went away (`farpool cluster | head -1`): end quietly, as `ls` does.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(CLOSED_PIPE)
+        except (OperationalError, redis.ConnectionError) as error:
+            if _flag(ctx, "debug"):
+                raise
+            fail(f"cannot reach the broker or the result backend: {error}", USAGE_ERROR)
+        except (SettingsError, FarpoolError) as error:
+            if _flag(ctx, "debug"):
+                raise
+            fail(str(error), USAGE_ERROR)
+        except (TypeError, ValueError) as error:
+            debug = _flag(ctx, "debug")
+            if debug or getattr(error, "__cause__", None) is not None:
+                raise_task_error(error, debug)
+            fail(str(error), USAGE_ERROR)
+        except Exception as error:
+            raise_task_error(error, _flag(ctx, "debug"))
+
+
+def raise_task_error(error: Exception, debug: bool) -> NoReturn:
+    if debug:
+        raise error
+    fail(f"{type(error).__name__}: {error}", TASK_ERROR)
+
+
+def parse_json(values: Sequence[str], what: str) -> list[Any]:
+    parsed = []
+    for index, text in enumerate(values):
+        try:
+            parsed.append(json.loads(text))
+        except json.JSONDecodeError as error:
+            hint = ""
+            if text and text[0] not in '[{"-0123456789' and text not in ("true", "false", "null"):
+                hint = f"; a string is quoted twice, once for the shell: '\"{text}\"'"
+            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}{hint}") from None
+    return parsed
+
+
+def parse_range(text: str) -> range:
+    parts = text.split(":")
+    try:
+        if len(parts) not in (2, 3):
+            raise ValueError
+        return range(*(int(part) for part in parts))
+    except ValueError:
+        raise click.UsageError(f"bad --range {text!r}: expected START:STOP or START:STOP:STEP") from None
+
+
+def items_from(items: Sequence[str], span: str | None) -> list[Any] | range:
+    if span is not None and items:
+        raise click.UsageError("give ITEMS or --range, not both")
+    if span is not None:
+        return parse_range(span)
+    if not items:
+        raise click.UsageError("no items: give ITEMS (JSON values) or --range START:STOP")
+    return parse_json(items, "item")
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value))
+
+
+@click.group(cls=FarpoolGroup)
+@click.version_option(package_name="farpool", prog_name="farpool")
+def cli() -> None:
+    """farpool: multiprocessing.Pool's API on a Celery cluster."""
+
+
+@cli.command()
+def demo() -> None:
+    """The seed's script, unchanged but for its import: square over 1..14 on Pool(5), chunksize 3."""
+    # Run as the script it is, under its module name in farpool's package, which every worker
+    # allows (tasks.contract.DEMO_SCRIPT): the workers of any cluster can call its square.
+    runpy.run_module(DEMO_SCRIPT, run_name="__main__", alter_sys=True)
+
+
+def map_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.argument("task"),
+            click.argument("items", nargs=-1),
+            click.option("--range", "span", metavar="A:B", help="Map over range(A, B[, STEP])."),
+            click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk."),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+@cli.command("map")
+@map_options
+@click.option("--unordered", is_flag=True, help="imap_unordered: print results as they arrive.")
+@click.option("--lines", is_flag=True, help="One JSON value per line, streamed (imap).")
+@click.option("--progress", is_flag=True, help="A progress bar on stderr.")
+def map_command(
+    task: str,
+    items: Sequence[str],
+    span: str | None,
+    chunksize: int | None,
+    unordered: bool,
+    lines: bool,
+    progress: bool,
+) -> None:
+    """TASK over ITEMS (JSON values) or --range; prints a JSON list, or JSON lines."""
+    from producer.pool import Pool
+
+    values = items_from(items, span)
+    with Pool() as pool:
+        if unordered or lines:
+            imap = pool.imap_unordered if unordered else pool.imap
+            for value in imap(task, values, chunksize, progress=progress):
+                echo_json(value)
+        else:
+            echo_json(pool.map(task, values, chunksize, progress=progress))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk.")
+@click.option("--progress", is_flag=True, help="A progress bar on stderr.")
+def starmap(task: str, items: Sequence[str], chunksize: int | None, progress: bool) -> None:
+    """TASK(*args) for each ITEM, a JSON array of arguments; prints a JSON list."""
+    from producer.pool import Pool
+
+    values = parse_json(items, "item")
+    with Pool() as pool:
+        echo_json(pool.starmap(task, values, chunksize, progress=progress))
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("args", nargs=-1)
+@click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
+def apply(task: str, args: Sequence[str], kwargs_json: str) -> None:
+    """One call TASK(*ARGS, **KWARGS); ARGS are JSON values. Prints the JSON result."""
+    from producer.pool import Pool
+
+    (kwargs,) = parse_json([kwargs_json], "--kwargs")
+    if not isinstance(kwargs, dict):
+        raise click.UsageError("--kwargs must be a JSON object")
+    values = parse_json(args, "argument")
+    with Pool() as pool:
+        echo_json(pool.apply(task, values, kwargs))
+
+
+@cli.command()
+@map_options
+def submit(task: str, items: Sequence[str], span: str | None, chunksize: int | None) -> None:
+    """map_async TASK over ITEMS or --range; prints the id for `farpool result ID`."""
+    from producer.pool import Pool
+
+    values = items_from(items, span)
+    pool = Pool(start_local=False)
+    try:
+        click.echo(pool.map_async(task, values, chunksize).id)
+    finally:
+        pool.detach()
+
+
+@cli.command()
+@click.argument("result_id")
+@click.option("--timeout", type=float, help="Seconds to wait (exit 1 if not ready).")
+def result(result_id: str, timeout: float | None) -> None:
+    """The result of a `farpool submit` (or any map_async) by its id, as JSON.
+
+    Needs only the result backend: no worker is looked for, none is started.
+    """
+    from producer.embedded import reachable
+    from producer.errors import BrokerUnavailable
+    from producer.ledger import Ledger
+    from producer.results import attach_result
+    from tasks import app
+
+    url = app.settings.backend_url
+    if not reachable(url):
+        raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
+    ledger = Ledger(app, give_up_after=app.settings.broker_timeout)
+    try:
+        echo_json(attach_result(ledger, result_id).get(timeout))
+    finally:
+        ledger.close()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def cluster(as_json: bool) -> None:
+    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores, load, memory, what runs; and
+    the queue depth."""
+    from producer.cluster import announced_workers, queue_depth
+    from producer.embedded import reachable
+    from producer.errors import BrokerUnavailable
+    from tasks import app
+
+    if not reachable(app.settings.broker_url):
+        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
+    workers = announced_workers(app, app.settings.queue)
+    depth = queue_depth(app, app.settings.queue)
+    if as_json:
+        rows = [worker.__dict__ for worker in workers]
+        echo_json(
+            {
+                "broker": mask_url(app.settings.broker_url),
+                "queue": app.settings.queue,
+                "queue_depth": depth,
+                "workers": rows,
+            }
+        )
+        return
+    click.echo(f"broker {mask_url(app.settings.broker_url)}, queue {app.settings.queue!r}: {depth} waiting")
+    table(
+        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total", "running"],
+        [
+            [
+                w.name,
+                w.host,
+                w.pool,
+                str(w.processes),
+                str(w.cores),
+                " ".join(f"{x:.2f}" for x in w.load),
+                memory(w.memory_available, w.memory_total),
+                running(w.running),
+            ]
+            for w in workers
+        ],
+    )
+    total = sum(w.processes for w in workers)
+    click.echo(f"{len(workers)} worker(s), {total} processes")
+    if not workers:
+        fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
+
+
+@cli.command()
+@click.argument("task")
+@click.option("--sample", "sample", multiple=True, required=True, help="A sample item (JSON); repeat it.")
+@click.option(
+    "--items",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    help="How many items the real map has.",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0, min_open=True),
+    default=10.0,
+    show_default=True,
+    help="Seconds the sample may take to run here.",
+)
+def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
+    """Whether mapping TASK over --items items pays off on this cluster, and the chunksize.
+
+    TASK runs here, in this process, on each --sample item, for real (side effects included),
+    until --budget seconds are spent; then a few trivial tasks time the cluster's round trip.
+    """
+    from producer.advise import PAYS_OFF, plan, round_trip, time_locally, transfer_time
+    from producer.pool import Pool
+    from producer.registry import task_name
+    from tasks import app
+
+    values = parse_json(sample, "--sample")
+    name = task_name(task, app)
+    item_seconds, ran = time_locally(app.tasks[name].run, values, budget)
+    with Pool() as pool:
+        advice = plan(
+            item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
+        )
+    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {ran} run here)")
+    click.echo(
+        f"cluster: {advice.processes} processes, round trip {advice.round_trip * 1e3:.2f} ms, "
+        f"moving an item there and back {advice.transfer_seconds * 1e6:.1f} µs"
+    )
+    click.echo(
+        f"{items:,} items: serial {advice.serial_seconds:.2f} s; on the cluster about "
+        f"{advice.cluster_seconds:.2f} s with chunksize={advice.chunksize} "
+        f"(speed-up {advice.speedup:.2f}x)"
+    )
+    worth = f"a cluster is worth it from {PAYS_OFF:.2f}x"
+    if advice.pays_off:
+        click.echo(f"advice: distributing pays off ({advice.speedup:.2f}x; {worth})")
+    else:
+        click.echo(f"advice: run it locally: the round trips eat the gain ({advice.speedup:.2f}x; {worth})")
+
+
+def running(functions: Iterable[str]) -> str:
+    """`square (2), cube`: what the busy processes run; `-` when none is."""
+    counts = Counter(functions)
+    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items()) or "-"
+
+
+def memory(available: int | None, total: int | None) -> str:
+    if not total:
+        return "?"
+    return f"{(available or 0) / 2**30:.1f}/{total / 2**30:.1f} GiB"
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> None:
+    rows = [header, *rows]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@cli.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tasks_command(as_json: bool) -> None:
+    """What each online worker can run: its registered tasks, and the modules whose plain
+    functions it calls (its allowlist: FARPOOL_INCLUDE and farpool's examples)."""
+    from producer.cluster import announced_workers
+    from producer.embedded import reachable
+    from producer.errors import BrokerUnavailable
+    from tasks import app
+
+    if not reachable(app.settings.broker_url):
+        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
+    workers = announced_workers(app, app.settings.queue)
+    if as_json:
+        echo_json({w.name: {"tasks": list(w.tasks), "allowlist": list(w.allowlist)} for w in workers})
+        return
+    for worker in workers:
+        click.echo(f"{worker.name}:")
+        click.echo("  tasks:     " + (", ".join(worker.tasks) or "-"))
+        click.echo("  functions: any plain function in " + (", ".join(worker.allowlist) or "-"))
+    if not workers:
+        fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
+
+
+@cli.command()
+@click.option("--flower", is_flag=True, help="Also run Flower (FARPOOL_FLOWER_* settings).")
+def up(flower: bool) -> None:
+    """Run a local cluster in the foreground: broker (if none answers), worker [, Flower]."""
+    from producer.cluster import LocalCluster
+    from producer.running import UP
+    from tasks import app
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    if flower and not app.settings.flower_basic_auth:
+        logger.warning(
+            "Flower will serve without a password: set FARPOOL_FLOWER_BASIC_AUTH=user:password to require one"
+        )
+    cluster = LocalCluster(app.settings, app, flower=flower, quiet=False, owner=UP)
+    with cluster:
+        flower_url = f"http://{app.settings.flower_address}:{app.settings.flower_port}"
+        extra = f", Flower on {flower_url}" if flower else ""
+        logger.info("cluster up on %s%s; Ctrl-C stops it", mask_url(app.settings.broker_url), extra)
+        while not stop.wait(0.5):
+            exited = cluster.exited()
+            if exited is not None:
+                fail(f"{exited.exited_error()}\nstopping the cluster", TASK_ERROR)
+    logger.info("cluster stopped")
+
+
+def _with_global_options(group: click.Group) -> None:
+    """--debug, -q and -v on the group and on every subcommand; logging set up before each runs."""
+    group.params += GLOBAL_OPTIONS
+    for command in group.commands.values():
+        command.params += GLOBAL_OPTIONS
+        callback = command.callback
+        if callback is None:
+            continue
+
+        def with_logging(*args: Any, _callback: Callable[..., Any] = callback, **kwargs: Any) -> Any:
+            setup_logging(click.get_current_context())
+            return _callback(*args, **kwargs)
+
+        command.callback = with_logging
+
+
+@cli.command()
+def down() -> None:
+    """Stop what `farpool up`, or a pool's local cluster, runs under FARPOOL_DATA_DIR."""
+    from producer.processes import STOP_GRACE
+    from producer.running import stop_recorded
+    from tasks import app
+
+    said = stop_recorded(app.settings.data_dir, STOP_GRACE)
+    for line in said:
+        click.echo(line)
+    if not said:
+        click.echo(f"nothing to stop under {app.settings.data_dir}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        code = cli.main(args=argv, prog_name="farpool", standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted", TASK_ERROR)
+    except click.ClickException as error:
+        fail(error.format_message(), USAGE_ERROR)
+    except SettingsError as error:
+        fail(str(error), USAGE_ERROR)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+_with_global_options(cli)
+
+if __name__ == "__main__":
+    main()

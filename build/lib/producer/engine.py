@@ -1,0 +1,357 @@
+"""The engine under Pool: its life cycle (local cluster, ledger) and how each call is sent."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import logging
+import sys
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any, Self
+
+import redis
+from celery import chain, group
+from celery.canvas import Signature
+from celery.utils import uuid
+from kombu.exceptions import OperationalError
+
+import tasks
+from config import mask_url
+from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
+from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
+from producer.cluster import LocalCluster, announced_workers
+from producer.embedded import server_address
+from producer.errors import NoWorkersError
+from producer.imap import IMapIterator
+from producer.ledger import Ledger
+from producer.lost import missing_tasks
+from producer.publishing import sending
+from producer.references import main_script
+from producer.registry import task_name
+from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
+from producer.withdraw import withdraw_queued
+from tasks.contract import CALL, GATHER, is_reference, short_name
+from tasks.references import is_importing_user_code
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+logger = logging.getLogger("farpool")
+HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
+
+
+class PoolEngine:
+    """Pool's life cycle (close, join, terminate, the local cluster) and its sending (producer/pool.py)."""
+
+    def __init__(
+        self,
+        processes: int | None = None,
+        initializer: Callable[..., object] | None = None,
+        initargs: Sequence[Any] = (),
+        maxtasksperchild: int | None = None,
+        context: object = None,
+        *,
+        app: tasks.FarpoolCelery | None = None,
+        start_local: bool = True,
+    ) -> None:
+        if processes is not None and processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if initializer is not None:
+            raise TypeError(
+                "initializer runs on the workers: connect it to Celery's worker_process_init signal"
+            )
+        if maxtasksperchild is not None:
+            raise TypeError(
+                "maxtasksperchild is a worker setting: celery -A tasks worker --max-tasks-per-child N"
+            )
+        self._app: tasks.FarpoolCelery = app or tasks.app
+        if is_importing_user_code():
+            raise RuntimeError(
+                "a Pool was created while a worker imported the script: the workers import it "
+                "as multiprocessing's spawn does, so put its main code under "
+                "`if __name__ == '__main__':`"
+            )
+        self._settings = self._app.settings
+        self._state = CLOSE  # RUN once it is up; a pool that failed to start is never "running"
+        self._local = LocalCluster(self._settings, self._app, script=main_script())
+        self._local.start_broker(persistent=False)
+        try:
+            workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
+            if not workers:
+                self._start_local_worker(start_local)
+            logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])
+            cluster_processes = sum(worker.processes for worker in workers)
+            self._cluster_processes = cluster_processes or self._settings.concurrency
+            self._processes = processes or self._cluster_processes
+            # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
+            queue = self._settings.queue
+            self._ledger = Ledger(
+                self._app,
+                give_up_after=self._settings.broker_timeout,
+                find_missing=functools.partial(missing_tasks, self._app, queue),
+                withdraw=functools.partial(withdraw_queued, self._app, queue),
+            )
+        except BaseException:
+            self._local.stop()
+            raise
+        atexit.register(_stop_at_exit, weakref.ref(self))
+        self._state = RUN
+
+    def _start_local_worker(self, allowed: bool) -> None:
+        url = self._settings.broker_url
+        address = server_address(url)
+        local = address is not None and address.is_loopback
+        if not (allowed and local and self._settings.embedded_broker == "auto"):
+            raise NoWorkersError(
+                f"no worker consumes queue {self._settings.queue!r} at {mask_url(url)}: "
+                f"{HOW_TO_START_A_WORKER}"
+            )
+        broker = "embedded broker + " if self._local.started_broker else ""
+        logger.info(
+            "no worker online at %s; starting a local cluster (%s1 worker × %d processes) for this pool",
+            mask_url(url),
+            broker,
+            self._settings.concurrency,
+        )
+        self._local.start_worker()
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def _progress_bar(self, total: int | None, show: bool) -> tqdm | None:
+        if not show:
+            return None
+        from tqdm import tqdm  # only for a progress bar: 10-70 ms to import
+
+        return tqdm(total=total, unit="item", disable=False)
+
+    # -- map and starmap ----------------------------------------------------------------------
+
+    def _map_signatures(
+        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
+    ) -> tuple[str, list[Signature], list[int]]:
+        self._check_running()
+        check_chunksize(chunksize)
+        check_timeout(timeout)
+        name = task_name(func, self._app)
+        items = list(iterable)
+        if star:
+            items = star_items(items)
+        check_json(items)
+        size = chunksize or default_chunksize(len(items), self._processes)
+        signatures = map_signatures(self._app, name, items, size, star, timeout)
+        return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
+
+    def _map(
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        progress: bool,
+        timeout: float | None,
+        callback: Callback | None = None,
+        error_callback: Callback | None = None,
+    ) -> MapResult[Any]:
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        bar = self._progress_bar(sum(lengths), progress)
+        chunk_ids = tuple(str(signature.id) for signature in signatures)
+        sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
+        on_progress = bar.update if bar is not None else None
+        result: MapResult[Any] = MapResult(
+            self._ledger, sent, Callbacks(callback, error_callback, on_progress)
+        )
+        if bar is not None:
+            result._on_done(bar.close)
+        if signatures:
+            with sending(self._app) as producer:
+                group(signatures, app=self._app).apply_async(producer=producer)
+        return result
+
+    def _map_async(
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        callback: Callback | Signature | None,
+        error_callback: Callback | None,
+        timeout: float | None,
+    ) -> MapResult[Any]:
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        map_id = uuid()
+        chunk_ids = tuple(str(signature.id) for signature in signatures)
+        sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
+        local_callback = None if isinstance(callback, Signature) else callback
+        result: MapResult[Any] = MapResult(self._ledger, sent, Callbacks(local_callback, error_callback))
+        gather = self._app.signature(GATHER, options={"task_id": map_id})  # ids: in the call's record
+        body = chain(gather, callback) if isinstance(callback, Signature) else gather
+        # A chord, sent as its header group with the body in each chunk's options: Celery's
+        # chord.apply_async drops the producer, so its chunks would not go out in batches.
+        # The chord's group id is the map's too: the ledger abandons it by that id.
+        body.freeze(map_id, group_id=map_id)
+        for signature in signatures:
+            signature.options["chord"] = body
+        with sending(self._app) as producer:
+            group(signatures, app=self._app).apply_async(producer=producer, task_id=map_id)
+        return result
+
+    # -- apply -------------------------------------------------------------------------------
+
+    def _apply_async(
+        self,
+        func: Any,
+        args: Sequence[Any],
+        kwds: Mapping[str, Any] | None,
+        callback: Callback | None,
+        error_callback: Callback | None,
+        timeout: float | None,
+        record: bool,
+    ) -> AsyncResult[Any]:
+        self._check_running()
+        check_timeout(timeout)
+        name = task_name(func, self._app)
+        kwds = dict(kwds or {})
+        check_json(list(args))
+        check_json([kwds])
+        sent = Sent(uuid(), name, recorded=record)
+        result: AsyncResult[Any] = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
+        options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
+        if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
+            task, task_args = CALL, []
+            task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
+            options.update(argsrepr=f"{short_name(name)}(…)", kwargsrepr=f"{{'function': {name!r}}}")
+        else:
+            task, task_args, task_kwargs = name, list(args), kwds
+        with sending(self._app) as producer:
+            self._app.send_task(task, args=task_args, kwargs=task_kwargs, producer=producer, **options)
+        return result
+
+    # -- imap ----------------------------------------------------------------------------------
+
+    def _imap(
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        ordered: bool,
+        star: bool,
+        progress: bool,
+        timeout: float | None,
+    ) -> IMapIterator[Any]:
+        self._check_running()
+        check_chunksize(chunksize)
+        check_timeout(timeout)
+        name = task_name(func, self._app)
+        short = short_name(name)
+        bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
+        sequence = iter(range(1, sys.maxsize))
+
+        def submit(items: list[Any], start: int) -> str:
+            label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
+            signature = chunk_signature(self._app, name, items, start, star, label, True, timeout)
+            with sending(self._app) as producer:
+                signature.apply_async(producer=producer)
+            return str(signature.id)
+
+        return IMapIterator(
+            self._ledger,
+            submit,
+            iterable,
+            chunksize=chunksize,
+            window=2 * self._processes,
+            ordered=ordered,
+            star=star,
+            on_progress=bar.update if bar is not None else None,
+            task_name=name,
+        )
+
+    def attach(self, result_id: str) -> MapResult[Any] | AsyncResult[Any]:
+        """The result of a map_async or apply_async sent by any producer, by its id.
+
+        UnknownResult if none is known: never sent, already collected, or expired.
+        """
+        self._check_running()
+        return attach_result(self._ledger, result_id)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    @property
+    def cluster_processes(self) -> int:
+        """The total concurrency of the workers online when the pool started."""
+        return self._cluster_processes
+
+    def close(self) -> None:
+        """No more work will be submitted; join() then waits for what is in flight."""
+        if self._state == RUN:
+            self._state = CLOSE
+
+    def terminate(self) -> None:
+        """Revoke everything still queued or running for this pool, then stop."""
+        if self._state == TERMINATE:
+            return
+        self._state = TERMINATE
+        try:
+            ledger = getattr(self, "_ledger", None)
+            if ledger is not None:
+                ledger.abandon(ledger.uncollected(), terminate=True)
+        finally:
+            self._shutdown()
+
+    def detach(self) -> None:
+        """Close the pool and release it without revoking what is in flight.
+
+        For work collected later, from any process, with producer.result(id).
+        """
+        self.close()
+        self._shutdown()
+
+    def join(self) -> None:
+        """Wait for all submitted work (after close()), then release the pool's resources."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        ledger = getattr(self, "_ledger", None)
+        if ledger is not None:
+            ledger.wait_idle()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        ledger = getattr(self, "_ledger", None)
+        if ledger is not None:
+            ledger.close()
+            self._ledger = None  # type: ignore[assignment]
+        self._local.stop()
+
+    def __enter__(self) -> Self:
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.terminate()
+
+    def __del__(self) -> None:
+        """As multiprocessing's: a running pool garbage-collected warns, and is terminated."""
+        if getattr(self, "_state", None) == RUN:
+            message = f"unclosed running farpool pool {self!r}"
+            warnings.warn(message, ResourceWarning, stacklevel=2, source=self)
+            _terminate_quietly(self)
+
+
+def _terminate_quietly(pool: PoolEngine) -> None:
+    """terminate(), with one line instead of a traceback when the broker is gone already."""
+    try:
+        pool.terminate()
+    except (redis.RedisError, OSError, OperationalError) as error:
+        logger.warning("farpool: could not revoke the pool's work (%s: %s)", type(error).__name__, error)
+
+
+def _stop_at_exit(pool_ref: weakref.ref[PoolEngine]) -> None:
+    pool = pool_ref()
+    if pool is not None:
+        _terminate_quietly(pool)

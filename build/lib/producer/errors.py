@@ -1,0 +1,37 @@
+"""The exceptions farpool raises in the producer."""
+
+from __future__ import annotations
+
+import builtins
+import multiprocessing
+
+
+class TimeoutError(multiprocessing.TimeoutError, builtins.TimeoutError):
+    """get(timeout) ran out; both the builtin and multiprocessing's TimeoutError catch it."""
+
+
+class FarpoolError(RuntimeError):
+    """A problem with the cluster rather than with a task: the message says what to do."""
+
+
+class BrokerUnavailable(FarpoolError):
+    """The broker URL does not answer."""
+
+
+class LostTasks(BrokerUnavailable):
+    """The broker no longer has tasks it had accepted: a failover to a replica that had not
+    received them, or a restart that kept nothing."""
+
+
+class NoWorkersError(FarpoolError):
+    """No worker consumes farpool's queue."""
+
+
+class UnknownResult(FarpoolError, LookupError):
+    """No result is known under this id: never sent, already collected, or expired."""
+
+    def __init__(self, result_id: str, kept_seconds: int) -> None:
+        super().__init__(
+            f"no result is known under id {result_id!r}: it was never sent, was already "
+            f"collected, or expired (results are kept {kept_seconds} s)"
+        )

@@ -1,0 +1,441 @@
+"""The one record of a pool's work: what is in flight, what arrived, what must be deleted.
+
+Results arrive through one pub/sub listener per pool. Celery's Redis backend stores a result
+with SET and PUBLISH on the same key: the ledger subscribes to the keys it expects, then reads
+them once with MGET for any stored before the subscription, so there is no polling anywhere.
+After a reconnect it reads every expected key again, since messages published while
+disconnected are gone.
+
+A result stays in Redis until someone collects it (`collect`), whichever process that is, or
+until it expires; work given up on (`abandon`) is revoked and its results are dropped, now and
+whenever a worker stores one later (tasks/backend.py). Until then it is *draining*: as with
+multiprocessing, join() waits for a failed map's chunks that were still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+from celery import Celery, states
+
+from config import mask_url
+from producer.errors import BrokerUnavailable, LostTasks
+from producer.watch import BrokerWatch
+from tasks.backend import DISCARDED
+from tasks.contract import RECORD_PREFIX
+
+OnReady = Callable[[str, dict[str, Any]], None]
+FindMissing = Callable[[Sequence[str]], list[str]]
+Withdraw = Callable[[Sequence[str]], list[str]]  # takes queued tasks back; returns those it took
+LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
+logger = logging.getLogger("farpool")
+KEY_BATCH = 10_000  # keys per DEL or MGET
+RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+VERIFY_AFTER = 1.0
+
+
+@dataclass(frozen=True)
+class Expected:
+    task_id: str
+    on_ready: OnReady
+    owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
+
+
+def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
+    """The record of call `call_id` in this result backend; {} when only its result is stored;
+    None when neither is (never sent, collected, or expired)."""
+    record, stored = backend.client.mget([RECORD_PREFIX + call_id, backend.get_key_for_task(call_id)])
+    if record is not None:
+        return dict(json.loads(record))
+    return {} if stored is not None else None
+
+
+class Ledger:
+    """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
+
+    def __init__(
+        self,
+        app: Celery,
+        give_up_after: float = 60.0,
+        find_missing: FindMissing | None = None,
+        withdraw: Withdraw | None = None,
+    ) -> None:
+        self.app = app
+        self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
+        self.client: redis.Redis = self.backend.client
+        expires = app.conf.result_expires or 86400
+        self.remember = int(getattr(expires, "total_seconds", lambda: expires)())
+        self._expected: dict[bytes, Expected] = {}
+        self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
+        self._owned = 0  # owned entries in _expected and _arriving: join() waits for 0
+        self._records: set[str] = set()  # calls recorded by this pool and not yet collected
+        self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
+        self._draining: set[bytes] = set()  # abandoned, still queued or running: join() waits for them
+        # subscribed as they were sent, not read back: looked for once, a second later, in case the
+        # subscription reached the server after the result (another connection, another path)
+        self._unverified: list[bytes] = []
+        self._verifying: list[bytes] = []
+        self._verify_at = 0.0
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+        self._resync = False
+        self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
+        self._watch = BrokerWatch(give_up_after)
+        self._find_missing = find_missing
+        self._withdraw = withdraw
+        self._server = self._server_id()
+        self._pubsub = self._new_pubsub()
+        self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
+        self._thread.start()
+
+    def _new_pubsub(self) -> Any:
+        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self._wake_channel)
+        pubsub.connection.register_connect_callback(self._on_reconnect)
+        return pubsub
+
+    def _on_reconnect(self, connection: Any) -> None:
+        self._resync = True
+
+    def key(self, task_id: str) -> bytes:
+        key: bytes = self.backend.get_key_for_task(task_id)
+        return key
+
+    # -- what is in flight ---------------------------------------------------------------------
+
+    def expect(
+        self,
+        task_ids: Sequence[str],
+        on_ready: OnReady,
+        *,
+        owned: bool = True,
+        record: tuple[str, dict[str, Any]] | None = None,
+        unsent: bool = False,
+    ) -> None:
+        """Call on_ready(task_id, meta) once for each task as soon as it is ready.
+
+        `record` (id, description) is stored alongside, in the same round trip, so that
+        `recorded(id)` finds the call from any process until it is collected or expires.
+        Tasks `unsent` yet cannot have stored anything: their results are not looked for.
+        """
+        keys = {self.key(task_id): task_id for task_id in task_ids}
+        with self._lock:
+            if record is not None and owned:
+                self._records.add(record[0])
+            for key, task_id in keys.items():
+                if key not in self._expected and owned:
+                    self._owned += 1
+                self._expected[key] = Expected(task_id, on_ready, owned)
+            if keys:
+                self._pubsub.subscribe(*keys)
+            if unsent:
+                self._unverified.extend(keys)
+        if record is not None or not unsent:
+            self._read_stored([] if unsent else list(keys), record)
+
+    def uncollected(self) -> list[str]:
+        """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
+        with self._lock:
+            owned = [expected.task_id for expected in self._expected.values() if expected.owned]
+            return [*owned, *self._arrived]
+
+    def _busy(self) -> bool:
+        return not self._closed and (self._owned > 0 or bool(self._draining))
+
+    def wait_idle(self) -> None:
+        """Block until every task this pool sent has arrived (callbacks run) or, if abandoned,
+        has ended (ran, or was skipped as revoked)."""
+        with self._idle:
+            self._idle.wait_for(lambda: not self._busy())
+
+    def _forget(self, keys: Iterable[bytes]) -> list[Expected]:
+        """Stop expecting these keys; the caller holds the lock and settles the owned count."""
+        gone = [self._expected.pop(key) for key in keys if key in self._expected]
+        if gone and not self._closed:
+            with contextlib.suppress(redis.RedisError):  # a lost connection resubscribes anew
+                self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
+        return gone
+
+    def _settled(self, count: int) -> None:
+        """`count` owned tasks arrived (callbacks run) or were abandoned; the caller holds the lock."""
+        self._owned -= count
+        if not self._busy():
+            self._idle.notify_all()
+
+    # -- what must be deleted ------------------------------------------------------------------
+
+    def collect(self, task_ids: Sequence[str], record_id: str | None = None) -> None:
+        """These results were handed to their collector: delete them (and the call's record)."""
+        keys: list[str | bytes] = [self.key(task_id) for task_id in task_ids]
+        with self._lock:
+            self._arrived.difference_update(task_ids)
+            if record_id is not None:
+                keys.append(RECORD_PREFIX + record_id)
+                self._records.discard(record_id)
+        for start in range(0, len(keys), KEY_BATCH):
+            self.client.delete(*keys[start : start + KEY_BATCH])
+
+    def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
+        """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
+        whatever they store later. Nothing once the ledger is closed: its pool gave up on all."""
+        if self._closed:
+            return
+        with self._lock:
+            gone = self._forget(self.key(task_id) for task_id in task_ids)
+            self._settled(sum(expected.owned for expected in gone))
+            records = [task_id for task_id in task_ids if task_id in self._records]
+            self._records.difference_update(records)
+            arrived = {task_id for task_id in task_ids if task_id in self._arrived}
+            self._arrived.difference_update(arrived)
+        if not task_ids:
+            return
+        try:
+            if self._watch.given_up:
+                raise redis.ConnectionError("the broker does not answer")
+            self._drop_on_server(task_ids, records, arrived, terminate)
+        except redis.RedisError as error:
+            logger.warning(
+                "could not tell the broker to drop %d abandoned tasks (%s): their results expire after %d s",
+                len(task_ids),
+                error,
+                self.remember,
+            )
+
+    def _drop_on_server(
+        self, task_ids: Sequence[str], records: list[str], arrived: set[str], terminate: bool
+    ) -> None:
+        stored = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
+        for start in range(0, len(stored), KEY_BATCH):
+            self.client.delete(*stored[start : start + KEY_BATCH])
+        pending = [task_id for task_id in task_ids if task_id not in arrived]
+        in_flight = self.backend.discard(pending, self.remember) if pending else []
+        for record_id in records:  # a map_async's chord: its withdrawn parts will never return
+            self.backend.abandon_chord(record_id, self.remember)
+        if in_flight and self._withdraw is not None:
+            withdrawn = set(self._withdraw(in_flight))
+            self.backend.withdrawn(sorted(withdrawn))
+            in_flight = [task_id for task_id in in_flight if task_id not in withdrawn]
+        if in_flight:
+            arguments = {"task_id": in_flight, "terminate": terminate}
+            self.app.control.broadcast("farpool_revoke", arguments=arguments)
+            if not terminate:
+                self._drain([self.key(task_id) for task_id in in_flight])
+
+    def _drain(self, keys: list[bytes]) -> None:
+        """Wait for these abandoned tasks to end: a worker drops what they store and says so."""
+        with self._lock:
+            if self._closed:
+                return
+            self._draining.update(keys)
+            self._pubsub.subscribe(*keys)
+        self._check_drained(keys)
+
+    def _check_drained(self, keys: list[bytes]) -> None:
+        """A task has ended once its discard mark is gone (the worker's store removed it)."""
+        if not keys:
+            return
+        scores = self.client.zmscore(DISCARDED, keys)  # type: ignore[arg-type]
+        self._drained([key for key, score in zip(keys, scores, strict=True) if score is None])
+
+    def _drained(self, keys: list[bytes]) -> None:
+        with self._lock:
+            ended = self._draining.intersection(keys)
+            if not ended:
+                return
+            self._draining.difference_update(ended)
+            if not self._closed:
+                self._pubsub.unsubscribe(*ended)
+            if not self._busy():
+                self._idle.notify_all()
+
+    # -- records of calls, for result(id) from any process ---------------------------------------
+
+    def recorded(self, call_id: str) -> dict[str, Any] | None:
+        """The record of call `call_id`; {} when only its result is stored; None when unknown."""
+        return find_record(self.backend, call_id)
+
+    # -- arrivals ------------------------------------------------------------------------------
+
+    def _read_stored(self, keys: list[bytes], record: tuple[str, dict[str, Any]] | None = None) -> None:
+        for start in range(0, max(len(keys), 1 if record else 0), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
+            with self.client.pipeline(transaction=False) as pipe:
+                if record is not None:
+                    call_id, description = record
+                    pipe.set(RECORD_PREFIX + call_id, json.dumps(description), ex=self.remember)
+                    record = None
+                if batch:
+                    pipe.mget(batch)
+                replies = pipe.execute()
+            payloads = replies[-1] if batch else []
+            for key, payload in zip(batch, payloads, strict=True):
+                if payload is not None:
+                    self._deliver(key, payload)
+
+    def _deliver(self, key: bytes, payload: bytes) -> None:
+        if key in self._draining:
+            self._drained([key])
+            return
+        if not payload:  # a dropped result's notice, for a task no longer watched
+            return
+        try:
+            meta = self.backend.decode_result(payload)
+        except Exception as error:
+            meta = {"status": states.FAILURE, "result": error, "traceback": None}
+        if meta["status"] not in states.READY_STATES:
+            return
+        with self._lock:
+            claimed = self._forget([key])
+            if not claimed:  # not expected, or another thread delivers it
+                return
+            expected = self._arriving[key] = claimed[0]
+            if expected.owned:
+                self._arrived.add(expected.task_id)
+        try:
+            expected.on_ready(expected.task_id, meta)
+        except Exception:  # a user's callback raised: log it, keep listening for the others
+            logger.exception("a result callback for task %s raised", expected.task_id)
+        finally:
+            with self._lock:
+                del self._arriving[key]
+                self._settled(1 if expected.owned else 0)
+
+    def _listen(self) -> None:
+        backoff = iter(RECONNECT_BACKOFF)
+        while not self._closed:
+            try:
+                self._probe()
+                self._verify()
+                message = self._pubsub.get_message(timeout=1.0)
+                if message is not None:
+                    self._watch.heard()
+                elif self._watch.stale():
+                    raise redis.TimeoutError("the result channel fell silent")
+                backoff = iter(RECONNECT_BACKOFF)
+                if self._resync:
+                    self._resync = False
+                    with self._lock:
+                        keys, draining = list(self._expected), list(self._draining)
+                    self._read_stored(keys)
+                    self._check_drained(draining)
+                    self._watch.heard()
+                    self._check_server()
+                if message is not None and message["type"] == "message":
+                    channel = bytes(message["channel"])
+                    if channel != self._wake_channel.encode():
+                        self._deliver(channel, bytes(message["data"]))
+            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
+                if self._closed:
+                    return
+                self._lost(error)
+                time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
+
+    def _probe(self) -> None:
+        """While results are awaited, check now and then that the server still answers."""
+        with self._lock:
+            awaiting = bool(self._expected or self._draining)
+        if not awaiting:
+            self._watch.idle()
+        elif self._watch.probe_due():
+            self.client.publish(self._wake_channel, b"probe")
+
+    def _verify(self) -> None:
+        """Look once for the results of tasks subscribed to at least VERIFY_AFTER s ago."""
+        now = time.monotonic()
+        if now < self._verify_at:
+            return
+        self._verify_at = now + VERIFY_AFTER
+        with self._lock:
+            keys = [key for key in self._verifying if key in self._expected]
+            self._verifying, self._unverified = self._unverified, []
+        if keys:
+            self._read_stored(keys)
+
+    def _lost(self, error: Exception) -> None:
+        logger.debug("the results connection failed (%s): reconnecting", error)
+        self._resync = True
+        with contextlib.suppress(Exception):
+            self._pubsub.connection.disconnect()  # the next read reconnects and resubscribes
+        silent = self._watch.failed()
+        if silent >= self._watch.give_up_after:
+            self._give_up(silent, error)
+
+    def _give_up(self, silent: float, error: Exception) -> None:
+        """Fail every call waiting on a server that has not answered for too long."""
+        with self._lock:
+            gone = list(self._expected.values())
+        server = mask_url(str(self.backend.url))
+        self._fail(
+            gone,
+            BrokerUnavailable(
+                f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
+                f"{self._watch.give_up_after:g}; last error: {error}): what was sent stays queued or "
+                f"running on the workers, and its results are kept for {self.remember} s"
+            ),
+        )
+        with self._lock:
+            self._draining.clear()
+
+    def _server_id(self) -> str:
+        """The run id of the server the results come from: another one after a failover or a restart."""
+        return str(self.client.info("server").get("run_id", ""))
+
+    def _check_server(self) -> None:
+        """After a reconnect to another server, fail the tasks it no longer has (producer/lost.py)."""
+        server = self._server_id()
+        if server == self._server or self._find_missing is None:
+            return
+        self._server = server
+        with self._lock:
+            waiting = [expected.task_id for expected in self._expected.values()]
+        missing = self._find_missing(waiting)
+        if missing:
+            time.sleep(LOST_RECHECK)
+            missing = self._find_missing(missing)
+        if not missing:
+            return
+        lost = {self.key(task_id) for task_id in missing}
+        with self._lock:
+            gone = [expected for key, expected in self._expected.items() if key in lost]
+        self._fail(
+            gone,
+            LostTasks(
+                f"the broker at {mask_url(str(self.backend.url))} changed (a failover or a restart) "
+                f"and no longer has {len(missing)} of the tasks sent to it: Redis replicates "
+                "asynchronously, so a replica can take over without the last writes (see the "
+                "README's Redis Sentinel section)"
+            ),
+        )
+
+    def _fail(self, gone: list[Expected], error: BaseException) -> None:
+        """Stop expecting these tasks and hand each caller waiting on them `error`."""
+        with self._lock:
+            ended = self._forget(self.key(expected.task_id) for expected in gone)
+            self._settled(sum(expected.owned for expected in ended))
+        meta = {"status": states.FAILURE, "result": error, "traceback": None}
+        callbacks = {expected.on_ready: expected.task_id for expected in ended}
+        for on_ready, task_id in callbacks.items():
+            try:
+                on_ready(task_id, meta)
+            except Exception:
+                logger.exception("a result callback for task %s raised", task_id)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._idle.notify_all()
+        if not self._watch.given_up:
+            with contextlib.suppress(redis.RedisError):
+                self.client.publish(self._wake_channel, b"close")
+        self._thread.join(timeout=5)
+        self._pubsub.close()

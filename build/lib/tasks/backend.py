@@ -1,0 +1,258 @@
+"""Celery's Redis result backends, with two changes for farpool.
+
+1. Discarded results are never stored. A producer that gives up on tasks (a failed map's
+   other chunks, terminate(), an imap closed early) calls `discard`: results already stored
+   are deleted, and the others are remembered in one sorted set, so that whichever worker
+   stores one later (the chunk was running, or stores REVOKED when it meets the revoked
+   message) drops it instead, in the same atomic script. Those still in flight are revoked
+   with `farpool_revoke` (tasks/control.py), which, unlike Celery's revoke, stores nothing.
+   Nothing is left for a day.
+2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
+   past the visibility timeout) and both runs may store: only the first store is kept. The
+   redelivered run marks its task as *twinned* when it starts (`expect_twin`); whichever run
+   stores first turns the mark to "stored", so the other run's store is dropped (and the mark
+   with it), even after the producer collected the first result and deleted it. A mark whose
+   other run never stores (its host lost power) expires by itself once that run could no longer
+   store: a visibility timeout and a worker's store retries after the redelivery.
+3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
+   process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
+   subscribes each member (`then`); farpool's producer collects with one listener of its own
+   (producer/ledger.py), so those would cost a round trip per message. A plain Celery
+   `AsyncResult.get()` still subscribes when it is called.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from celery import states
+from celery.backends.redis import RedisBackend, SentinelBackend
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
+
+from tasks.contract import GATHER
+from tasks.transport import no_retries
+
+DISCARDED = "farpool-discarded"
+TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs may store
+# How long after a redelivered run starts the other run may still store: it started a visibility
+# timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
+STORE_RETRY_SECONDS = 420
+# A dropped store keeps its reason (discarded, twinned) this long: the same store replayed after
+# its reply was lost (a worker reconnecting after a cut) is dropped again.
+REPLAY_GRACE = 60
+# A chord's claim (set once its last part came in), then its saved results, counters and size.
+CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
+KEY_BATCH = 5_000
+# How a success's meta starts as farpool-json writes it: status is its first key (_get_result_meta).
+SUCCEEDED = '{"status": "SUCCESS"'
+
+# KEYS: the result key, DISCARDED, the task's twin mark. ARGV: the encoded meta, seconds to keep
+# it (0: for ever), SUCCEEDED: a stored success is never overwritten (by a lost worker's late
+# failure), as in Celery's own read-then-write store, REPLAY_GRACE. A discarded result is
+# dropped, with an empty message on its channel: that task has ended. A twinned task's first
+# store, kept or dropped, marks the other run's as dropped.
+_STORE = """
+local twin = redis.call('GET', KEYS[3])
+if twin == 'stored' or twin == 'dropped' then
+  redis.call('SET', KEYS[3], 'dropped', 'EX', ARGV[4])
+  redis.call('PUBLISH', KEYS[1], '')
+  return 0
+end
+if twin then
+  redis.call('SET', KEYS[3], 'stored', 'KEEPTTL')
+end
+if redis.call('ZSCORE', KEYS[2], KEYS[1]) then
+  local now = tonumber(redis.call('TIME')[1])
+  redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), KEYS[1])
+  redis.call('PUBLISH', KEYS[1], '')
+  return 0
+end
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, #ARGV[3]) == ARGV[3] then
+  return 0
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
+# KEYS: the result key, the task's twin mark. ARGV: seconds to keep the mark. A redelivered run
+# starts; if the other run's result is already stored, this run's store will be dropped.
+_EXPECT_TWIN = """
+local state = 'running'
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  state = 'stored'
+end
+redis.call('SET', KEYS[2], state, 'EX', ARGV[1])
+return 0
+"""
+# KEYS: DISCARDED, then result keys. ARGV: now, until when a mark is kept (both epoch seconds).
+# Returns the positions (from 0) of the keys not stored yet: those tasks are still in flight.
+_DISCARD = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local pending = {}
+for i = 2, #KEYS do
+  if redis.call('DEL', KEYS[i]) == 0 then
+    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[i])
+    pending[#pending + 1] = i - 2
+  end
+end
+return pending
+"""
+
+# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. An abandoned chord (its
+# map was terminated) goes whole, now and after each later part's return. A finished one has its
+# last part's claim (.c) and no size (.s): Celery deletes the size last, after reading the results.
+_DROP_FINISHED_CHORD = """
+if redis.call('ZSCORE', KEYS[1], KEYS[2]) then
+  redis.call('DEL', unpack(KEYS, 3))
+elseif redis.call('EXISTS', KEYS[3]) == 1 and redis.call('EXISTS', KEYS[6]) == 0 then
+  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
+end
+return 0
+"""
+# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. ARGV: until when.
+_ABANDON_CHORD = """
+redis.call('ZADD', KEYS[1], ARGV[1], KEYS[2])
+redis.call('DEL', unpack(KEYS, 3))
+return 0
+"""
+
+_quiet = threading.local()
+_last_store = threading.local()  # the key of this thread's last store, if the script dropped it
+
+
+@contextmanager
+def without_result_subscriptions() -> Iterator[None]:
+    """Within this block, results created by sends in this thread are not subscribed to."""
+    _quiet.active = True
+    try:
+        yield
+    finally:
+        _quiet.active = False
+
+
+class _FarpoolResults:
+    _scripts: dict[tuple[int, str], Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connparams["retry"] = no_retries()  # type: ignore[attr-defined]  # Celery retries a store
+
+    def _script(self, source: str) -> Any:
+        client = self.client  # type: ignore[attr-defined]
+        scripts = self.__dict__.setdefault("_scripts", {})
+        key = (id(client), source)
+        if key not in scripts:
+            scripts[key] = client.register_script(source)
+        return scripts[key]
+
+    def _set(self, key: Any, value: Any, expires: int | None = None) -> None:
+        if expires is None:
+            expires = self.expires  # type: ignore[attr-defined]
+        twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
+        stored = self._script(_STORE)(
+            keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
+        )
+        _last_store.dropped = None if stored else key
+
+    def _store_result(
+        self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
+    ) -> Any:
+        """Celery's, less the read before the write: the store script keeps a stored success."""
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)  # type: ignore[attr-defined]
+        meta["task_id"] = bytes_to_str(task_id)
+        try:
+            self._set_with_state(self.get_key_for_task(task_id), self.encode(meta), state)  # type: ignore[attr-defined]
+        except BackendStoreError as error:
+            raise BackendStoreError(str(error), state=state, task_id=task_id) from error
+        return result
+
+    def expect_twin(self, task_id: str) -> None:
+        """This run of the task is a redelivery: keep only the first of its runs' results."""
+        key = self.get_key_for_task(task_id)  # type: ignore[attr-defined]
+        twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
+        visibility = int(self._transport_options.get("visibility_timeout", 3600))  # type: ignore[attr-defined]
+        self._script(_EXPECT_TWIN)(keys=[key, twin], args=[visibility + STORE_RETRY_SECONDS])
+
+    def _chord_keys(self, group_id: str) -> list[Any]:
+        suffixes = ("", *CHORD_SUFFIXES)
+        return [self.get_key_for_group(group_id, suffix) for suffix in suffixes]  # type: ignore[attr-defined]
+
+    def drop_finished_chord(self, group_id: str) -> None:
+        """Delete what a finished or abandoned chord left (its saved results, after a failure);
+        a chord still running, or being gathered, is left alone."""
+        self._script(_DROP_FINISHED_CHORD)(keys=[DISCARDED, *self._chord_keys(group_id)])
+
+    def abandon_chord(self, group_id: str, remember: float) -> None:
+        """Its map was given up: delete the chord's keys, and again after any part that still ends."""
+        self._script(_ABANDON_CHORD)(
+            keys=[DISCARDED, *self._chord_keys(group_id)], args=[time.time() + remember]
+        )
+
+    def discard(self, task_ids: Sequence[str], remember: float) -> list[str]:
+        """Delete these tasks' results, and drop any stored later within `remember` seconds.
+
+        Returns the tasks that had stored nothing yet: still queued or running.
+        """
+        keys = [self.get_key_for_task(task_id) for task_id in task_ids]  # type: ignore[attr-defined]
+        now = time.time()
+        pending: list[str] = []
+        for start in range(0, len(keys), KEY_BATCH):
+            batch = keys[start : start + KEY_BATCH]
+            positions = self._script(_DISCARD)(keys=[DISCARDED, *batch], args=[now, now + remember])
+            pending += [task_ids[start + int(position)] for position in positions]
+        return pending
+
+    def withdrawn(self, task_ids: Sequence[str]) -> None:
+        """These discarded tasks' messages were taken out of the queue: they will never store."""
+        keys = [self.get_key_for_task(task_id) for task_id in task_ids]  # type: ignore[attr-defined]
+        for start in range(0, len(keys), KEY_BATCH):
+            self.client.zrem(DISCARDED, *keys[start : start + KEY_BATCH])  # type: ignore[attr-defined]
+
+    def on_chord_part_return(self, request: Any, state: Any, result: Any, **kwargs: Any) -> Any:
+        """Celery's, then, for a map_async's chord that just failed or was abandoned (this part's
+        store was dropped), its saved results go (Celery keeps them until they expire; nobody
+        reads them). A part that succeeded in a live chord needs nothing more."""
+        returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+        if request.group and request.chord and request.chord.get("task") == GATHER:
+            dropped = getattr(_last_store, "dropped", None) == self.get_key_for_task(request.id)  # type: ignore[attr-defined]
+            if state != states.SUCCESS or dropped:
+                self.drop_finished_chord(request.group)
+        return returned
+
+    def on_task_call(self, producer: Any, task_id: str) -> None:
+        if not getattr(_quiet, "active", False):
+            super().on_task_call(producer, task_id)  # type: ignore[misc]
+
+    def add_pending_result(self, result: Any, weak: bool = False, start_drainer: bool = True) -> Any:
+        if getattr(_quiet, "active", False):
+            return result
+        return super().add_pending_result(result, weak=weak, start_drainer=start_drainer)  # type: ignore[misc]
+
+    def forget_subscriptions(self) -> None:
+        """Its server has gone or its app closes: a result collected later unsubscribes from
+        nothing (Celery's would reconnect for 20 s, then raise from `AsyncResult.__del__`)."""
+        self.result_consumer.subscribed_to.clear()  # type: ignore[attr-defined]
+
+
+class FarpoolRedisBackend(_FarpoolResults, RedisBackend):
+    """redis:// and rediss:// results."""
+
+
+class FarpoolSentinelBackend(_FarpoolResults, SentinelBackend):
+    """sentinel:// results."""
+
+
+def backend_setting(url: str) -> str:
+    """Celery's `result_backend` value selecting farpool's class for this URL."""
+    backend = FarpoolSentinelBackend if url.startswith("sentinel://") else FarpoolRedisBackend
+    return f"{__name__}:{backend.__name__}+{url}"

@@ -1,0 +1,185 @@
+"""Queue across the cluster, with multiprocessing's API (and JoinableQueue's task_done).
+
+Items are JSON (tasks/encoding.py), in a Redis list, first in first out. A put on a full queue
+and a get on an empty one block on the server: each put wakes one getter, each get (or, for a
+reliable queue, each task_done) wakes one putter.
+
+`reliable=True`: a get takes the item on a lease instead of removing it; `task_done()` (by the
+same object, in the order of its gets) removes it. An item whose lease ends first, because its
+getter died or never called task_done, goes back to the head of the queue for the next get.
+"""
+
+from __future__ import annotations
+
+import queue
+from typing import Any
+
+from tasks.coordination.base import DEFAULT_LEASE, Deadline, Shared, checked_lease
+from tasks.coordination.locks import WAKE_KEEP
+
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+"""
+_WAKE_ONE = """
+redis.call('RPUSH', {key}, 1)
+redis.call('LTRIM', {key}, -{keep}, -1)
+redis.call('EXPIRE', {key}, 3600)
+"""
+# KEYS: items, leased (id -> lease end), payloads (id -> item), the ready wake list.
+# Items whose lease ended go back to the head of the queue, in the order they were taken.
+_REQUEUE = (
+    _NOW
+    + """
+local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for i = #ended, 1, -1 do
+  local item = redis.call('HGET', KEYS[3], ended[i])
+  if item then
+    redis.call('LPUSH', KEYS[1], item)
+"""
+    + _WAKE_ONE.format(key="KEYS[4]", keep=WAKE_KEEP)
+    + """
+  end
+  redis.call('HDEL', KEYS[3], ended[i])
+end
+if #ended > 0 then redis.call('ZREM', KEYS[2], unpack(ended)) end
+"""
+)
+# KEYS: items, leased, payloads, ready, space, the id counter. ARGV: lease seconds (0: not
+# reliable). Returns {id, item} (id '' when not leased), or nil when the queue is empty.
+_GET = (
+    _REQUEUE
+    + """
+local item = redis.call('LPOP', KEYS[1])
+if not item then return nil end
+if tonumber(ARGV[1]) == 0 then
+"""
+    + _WAKE_ONE.format(key="KEYS[5]", keep=WAKE_KEEP)
+    + """
+  return {'', item}
+end
+local id = tostring(redis.call('INCR', KEYS[6]))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)
+redis.call('HSET', KEYS[3], id, item)
+return {id, item}
+"""
+)
+# KEYS: items, leased, payloads, ready. ARGV: the item, maxsize (0: unbounded). 1 put, 0 full.
+_PUT = (
+    _REQUEUE
+    + """
+local size = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+if tonumber(ARGV[2]) > 0 and size >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+"""
+    + _WAKE_ONE.format(key="KEYS[4]", keep=WAKE_KEEP)
+    + """
+return 1
+"""
+)
+# KEYS: items, leased. Items waiting and leased.
+_SIZE = """
+return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
+"""
+# KEYS: leased, payloads, space. ARGV: id. 1 done, 0 its lease had ended (it was requeued).
+_DONE = (
+    """
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
+"""
+    + _WAKE_ONE.format(key="KEYS[3]", keep=WAKE_KEEP)
+    + """
+return 1
+"""
+)
+
+
+class Queue(Shared):
+    """A cluster-wide multiprocessing.Queue of JSON items (`maxsize=0`: unbounded)."""
+
+    kind = "queue"
+
+    def __init__(
+        self,
+        name: str,
+        maxsize: int = 0,
+        *,
+        reliable: bool = False,
+        lease: float = DEFAULT_LEASE,
+        app: Any = None,
+    ) -> None:
+        super().__init__(name, app)
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"Queue maxsize must be an int, not {maxsize!r}")
+        self.maxsize = max(maxsize, 0)
+        self.reliable = bool(reliable)
+        self.lease = checked_lease(lease)
+        self._taken: list[str] = []  # a reliable queue's ids this object got, for task_done
+        self._undone = 0
+
+    def _keys(self) -> list[str]:
+        return [self.key(), self.key(":leased"), self.key(":items"), self.key(":ready"), self.key(":space")]
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        from tasks.encoding import dumps  # tasks.encoding rebuilds these objects: imported late
+
+        item = dumps([obj])  # in a list: a tuple at the top keeps its tag. Raises here, naming the type
+        items, leased, payloads, ready, space = self._keys()
+        deadline = Deadline(timeout if block else 0)
+        while not self.client.eval(_PUT, 4, items, leased, payloads, ready, item, self.maxsize):
+            if not block or deadline.passed():
+                raise queue.Full
+            self.client.blpop([space], timeout=deadline.slice())
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        items, leased, payloads, ready, space = self._keys()
+        lease = self.lease if self.reliable else 0
+        deadline = Deadline(timeout if block else 0)
+        while True:
+            found = self.client.eval(_GET, 6, items, leased, payloads, ready, space, self.key(":ids"), lease)
+            if found:
+                task_id, item = found
+                if self.reliable:
+                    self._taken.append(task_id.decode() if isinstance(task_id, bytes) else task_id)
+                self._undone += 1
+                from tasks.encoding import loads
+
+                return loads(item)[0]
+            if not block or deadline.passed():
+                raise queue.Empty
+            self.client.blpop([ready], timeout=deadline.slice())
+
+    def task_done(self) -> None:
+        """The item of this object's oldest get not yet done is handled (reliable: removed)."""
+        if self._undone == 0:
+            raise ValueError("task_done() called more times than items were got")
+        self._undone -= 1
+        if self.reliable:
+            _, leased, payloads, _, space = self._keys()
+            self.client.eval(_DONE, 3, leased, payloads, space, self._taken.pop(0))
+
+    def put_nowait(self, obj: Any) -> None:
+        self.put(obj, block=False)
+
+    def get_nowait(self) -> Any:
+        return self.get(block=False)
+
+    def qsize(self) -> int:
+        """Items waiting to be got (a reliable queue's leased items are not counted)."""
+        return int(self.client.llen(self.key()))
+
+    def empty(self) -> bool:
+        return self.qsize() == 0
+
+    def full(self) -> bool:
+        if self.maxsize == 0:
+            return False
+        size = self.client.eval(_SIZE, 2, self.key(), self.key(":leased"))
+        return int(size) >= self.maxsize
+
+    def delete(self) -> None:
+        """Remove the queue and everything in it, for every user of its name."""
+        self.client.delete(*self._keys(), self.key(":ids"))
+
+    def __json__(self) -> dict[str, Any]:
+        return {"name": self.name, "maxsize": self.maxsize, "reliable": self.reliable, "lease": self.lease}

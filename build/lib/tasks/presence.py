@@ -1,0 +1,155 @@
+"""Workers announce themselves: a producer knows the cluster in one round trip, without a broadcast.
+
+A control broadcast cannot know how many workers will answer, so it always waits out its
+timeout (1 s). Instead, each worker's consumer keeps an entry in `farpool-workers:<queue>`
+(a sorted set scored by when the entry expires, by the server's clock) and its description in
+`farpool-workers:<queue>:info` (a hash), refreshed every ANNOUNCE_INTERVAL seconds. A worker
+that stops removes its entry; one that dies or is cut off drops out after ANNOUNCE_TTL seconds,
+and both keys expire that long after the last worker's announcement.
+The scripts use the server's TIME, so hosts' clocks need not agree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from typing import Any
+
+from celery import bootsteps
+from celery.worker import state as worker_state
+from celery.worker.consumer.tasks import Tasks
+
+from tasks.contract import is_internal
+
+logger = logging.getLogger(__name__)
+ANNOUNCE_INTERVAL = 2.0
+ANNOUNCE_TTL = 10
+PREFIX = "farpool-workers:"
+
+# KEYS: the queue's set, its info hash. ARGV: node name, description (JSON), seconds to live.
+_ANNOUNCE = """
+local now = tonumber(redis.call('TIME')[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 0
+"""
+# KEYS: the queue's set, its info hash. ARGV: node name.
+_LEAVE = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 0
+"""
+# KEYS: the queue's set, its info hash. Returns the descriptions of the live entries, after
+# removing the expired ones.
+_LIVE = """
+local now = tonumber(redis.call('TIME')[1])
+local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+if #gone > 0 then
+  redis.call('ZREM', KEYS[1], unpack(gone))
+  redis.call('HDEL', KEYS[2], unpack(gone))
+end
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
+if #live == 0 then return {} end
+return redis.call('HMGET', KEYS[2], unpack(live))
+"""
+
+
+def presence_keys(queue: str) -> list[str]:
+    return [f"{PREFIX}{queue}", f"{PREFIX}{queue}:info"]
+
+
+def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
+    """The descriptions of the workers announced on `queue` and not expired."""
+    found = client.eval(_LIVE, 2, *presence_keys(queue))
+    return [json.loads(text) for text in found if text]
+
+
+def _memory() -> dict[str, int]:
+    """Total and available memory in bytes, from /proc/meminfo (empty elsewhere)."""
+    wanted = {"MemTotal": "total", "MemAvailable": "available"}
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                name, _, rest = line.partition(":")
+                if name in wanted:
+                    found[wanted[name]] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return found
+
+
+def running_function(name: str, label: str) -> str:
+    """The function a running request calls: from farpool's label (`square × 3 items [chunk
+    1/5]`, `square(…)`) for its executors, the task's own name otherwise."""
+    if is_internal(name) and label:
+        return label.split(" × ", 1)[0].removesuffix("(…)")
+    return name
+
+
+def describe(consumer: Any) -> dict[str, Any]:
+    """Pool type and size, consumed queues, tasks, what runs now, and the host's cores, load and
+    memory: what a producer and `farpool cluster` need to know of this worker without asking it."""
+    pool_info = consumer.pool.info if consumer.pool is not None else {}
+    task_consumer = consumer.task_consumer
+    return {
+        "name": consumer.hostname,
+        "host": socket.gethostname(),
+        "pool": str(pool_info.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
+        "processes": int(pool_info.get("max-concurrency", 0)),
+        "queues": sorted(queue.name for queue in task_consumer.queues) if task_consumer else [],
+        "tasks": sorted(name for name in consumer.app.tasks if not is_internal(name)),
+        "allowlist": list(getattr(consumer.app, "allowlist", ())),
+        "running": [
+            running_function(request.name, request.argsrepr) for request in list(worker_state.active_requests)
+        ],
+        "cores": os.cpu_count() or 0,
+        "load": list(os.getloadavg()),
+        "memory": _memory(),
+    }
+
+
+class Presence(bootsteps.StartStopStep):  # type: ignore[misc]
+    """The consumer step that announces this worker on its queues until it stops."""
+
+    requires = (Tasks,)
+
+    def __init__(self, c: Any, **kwargs: Any) -> None:
+        super().__init__(c, **kwargs)
+        self.timer_entry: Any = None
+        self.description: dict[str, Any] = {}
+
+    def start(self, c: Any) -> None:
+        self.announce(c)
+        self.timer_entry = c.timer.call_repeatedly(ANNOUNCE_INTERVAL, self.announce, (c,))
+
+    def announce(self, c: Any) -> None:
+        """The worker's description, what it runs and its host's load included, for ANNOUNCE_TTL s."""
+        try:
+            self.description = describe(c)
+        except Exception as error:  # keep announcing the last description
+            logger.debug("could not describe this worker: %s", error)
+        text = json.dumps(self.description)
+        try:
+            client = c.app.backend.client
+            for queue in self.description["queues"]:
+                client.eval(_ANNOUNCE, 2, *presence_keys(queue), c.hostname, text, ANNOUNCE_TTL)
+        except Exception as error:  # the broker is away: the next announcement tries again
+            logger.debug("could not announce this worker: %s", error)
+
+    def stop(self, c: Any) -> None:
+        if self.timer_entry is not None:
+            c.timer.cancel(self.timer_entry)
+            self.timer_entry = None
+        try:
+            client = c.app.backend.client
+            for queue in self.description.get("queues", ()):
+                client.eval(_LEAVE, 2, *presence_keys(queue), c.hostname)
+        except Exception as error:
+            logger.debug("could not withdraw this worker's announcement: %s", error)
+
+    shutdown = stop

@@ -1,0 +1,66 @@
+"""kombu's Redis transports, with one redis-py client per channel instead of one per publish.
+
+kombu's Redis channel builds a `redis.Redis` object for every message it publishes
+(`Channel._create_client`); with redis-py 8 that construction was 18 % of a worker's main
+process (sending task events). The clients share the channel's connection pool either way,
+so reusing one changes nothing but the cost. Its publishes are also pipelined in batches
+(kombu's Producer.batch), which kombu would refuse because of farpool's zero-retry Retry.
+Selected by Celery's `broker_transport` setting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu.transport import redis as kombu_redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+
+def no_retries() -> Retry:
+    """redis-py retries a failed command 3 times by default, each waiting its socket timeout:
+    on a dead link one command then blocks a worker's event loop for 20 s or more. Celery and
+    kombu retry at their own level (a reconnect, a result store), so redis-py need not."""
+    return Retry(NoBackoff(), 0)
+
+
+class _ReusedClient:
+    def _create_client(self, asynchronous: bool = False) -> Any:
+        if asynchronous:
+            return super()._create_client(asynchronous)  # type: ignore[misc]
+        cached = self.__dict__.get("_farpool_client")
+        if cached is None or cached.connection_pool is not self.pool:  # type: ignore[attr-defined]
+            cached = self.__dict__["_farpool_client"] = super()._create_client()  # type: ignore[misc]
+        return cached
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:
+        return {**super()._connparams(asynchronous), "retry": no_retries()}  # type: ignore[misc]
+
+
+class Channel(_ReusedClient, kombu_redis.Channel):
+    @property
+    def supports_batch_publish(self) -> bool:
+        """kombu pipelines a producer's publishes only without a redis-py Retry (a replayed
+        pipeline could publish twice): farpool's Retry retries nothing, so it can."""
+        kwargs = dict(self.pool.connection_kwargs)
+        retry = kwargs.pop("retry", None)
+        replays = retry is not None and retry.get_retries() > 0
+        return not self.retry_on_timeout and not replays and kombu_redis._batch_publish_retry_safe(kwargs)
+
+
+class SentinelChannel(_ReusedClient, kombu_redis.SentinelChannel):
+    pass
+
+
+class Transport(kombu_redis.Transport):
+    Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+def transport_setting(url: str) -> str:
+    """Celery's `broker_transport` value selecting farpool's transport for this broker URL."""
+    transport = SentinelTransport if url.startswith("sentinel://") else Transport
+    return f"{__name__}:{transport.__name__}"
