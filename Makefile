@@ -5,9 +5,7 @@ PYTHON ?= python3
 SOURCES := tasks producer config tests benchmarks
 # compat: the project folder goes on the path through a .pth file (no import hook), which
 # mypy can follow and which setuptools installs without its "Editable installation" warning.
-# setuptools >= 80 calls compat "transitional" in a warning on every install: PIP_QUIET below.
 EDITABLE := --config-settings editable_mode=compat
-PIP_QUIET := PYTHONWARNINGS=ignore::Warning
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test lint format up bench stress failover browser clean
@@ -19,12 +17,12 @@ $(VENV)/.runtime: pyproject.toml
 	@echo "installing farpool into $(VENV) (once)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PIP_QUIET) $(PY) -m pip install -q --disable-pip-version-check -e . $(EDITABLE)
+	@$(PY) -m pip install -q --disable-pip-version-check -e . $(EDITABLE)
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
 	@echo "installing the dev tools into $(VENV) (once)"
-	@$(PIP_QUIET) $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' $(EDITABLE)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' $(EDITABLE)
 	@touch $@
 
 demo: $(VENV)/.runtime ## Run the seed's script on a real worker (starts what it needs, stops it after).
@@ -46,7 +44,7 @@ format: $(VENV)/.dev ## Fix what ruff can fix and format the code.
 	$(PY) -m ruff format $(SOURCES)
 
 $(VENV)/.bench: $(VENV)/.runtime
-	$(PIP_QUIET) $(PY) -m pip install -q -e '.[bench]' $(EDITABLE)
+	$(PY) -m pip install -q -e '.[bench]' $(EDITABLE)
 	touch $@
 
 bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their goals.
