@@ -64,9 +64,15 @@ class FarpoolCelery(Celery):
             self.backend.expect_twin(task_id)  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        forget = getattr(self._backend, "forget_subscriptions", None)  # None: no backend made yet
-        if forget is not None:
-            forget()
+        """Celery's, and the result backend's connections closed, its subscriptions forgotten."""
+        backend = self._backend  # None: no backend made yet
+        if backend is not None:
+            forget = getattr(backend, "forget_subscriptions", None)
+            if forget is not None:
+                forget()
+            client = backend.__dict__.get("client")  # only a client already made
+            if client is not None:
+                client.connection_pool.disconnect()
         super().close()
 
     @property

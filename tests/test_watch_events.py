@@ -44,7 +44,10 @@ def task_events(cluster: Cluster) -> Iterator[list[str]]:
 def event_types(data: bytes) -> list[str]:
     """The types of the events in one kombu message (a worker batches its task events)."""
     envelope = json.loads(data)
-    body = json.loads(base64.b64decode(envelope["body"]))
+    text = envelope["body"]
+    if envelope["properties"].get("body_encoding") == "base64":
+        text = base64.b64decode(text)
+    body = json.loads(text)
     return [event["type"] for event in (body if isinstance(body, list) else [body])]
 
 
