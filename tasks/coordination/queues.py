@@ -177,6 +177,12 @@ class Queue(Shared):
         size = self.client.eval(_SIZE, 2, self.key(), self.key(":leased"))
         return int(size) >= self.maxsize
 
+    def close(self) -> None:
+        """multiprocessing's: nothing is buffered in this process, so nothing to flush."""
+
+    def join_thread(self) -> None:
+        """multiprocessing's: there is no feeder thread to wait for."""
+
     def delete(self) -> None:
         """Remove the queue and everything in it, for every user of its name."""
         self.client.delete(*self._keys(), self.key(":ids"))
