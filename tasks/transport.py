@@ -10,8 +10,10 @@ Selected by Celery's `broker_transport` setting.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -37,7 +39,44 @@ class _ReusedClient:
         return {**super()._connparams(asynchronous), "retry": no_retries()}  # type: ignore[misc]
 
 
+logger = logging.getLogger(__name__)
+# Messages this process took from a queue but could not record as unacked: the broker went away
+# between the two commands. kombu would lose them (they are in neither the queue nor the unacked
+# hash, and never reach the worker's pool); the next channel puts them back on their queue.
+_taken_not_recorded: list[tuple[dict[str, Any], str, str]] = []
+
+
+class QoS(kombu_redis.QoS):
+    def append(self, message: Any, delivery_tag: Any) -> None:
+        try:
+            super().append(message, delivery_tag)
+        except (redis.ConnectionError, redis.TimeoutError):
+            delivery = message.delivery_info
+            _taken_not_recorded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
+            raise
+
+
 class Channel(_ReusedClient, kombu_redis.Channel):
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._put_back_taken()
+
+    def _put_back_taken(self) -> None:
+        """Queue again what this process took without recording it (a redelivery: a TimeoutError
+        may hide a record that was made, and then the task's twin mark keeps one result)."""
+        while _taken_not_recorded:
+            payload, exchange, routing_key = _taken_not_recorded.pop()
+            try:
+                with self.conn_or_acquire() as client, client.pipeline() as pipe:
+                    self._do_restore_message(payload, exchange, routing_key, pipe)
+                    pipe.execute()
+            except (redis.ConnectionError, redis.TimeoutError):
+                _taken_not_recorded.append((payload, exchange, routing_key))
+                return
+            logger.warning("put a message back on its queue: taken when the broker went away, never run")
+
     @property
     def supports_batch_publish(self) -> bool:
         """kombu pipelines a producer's publishes only without a redis-py Retry (a replayed

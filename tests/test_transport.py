@@ -1,0 +1,44 @@
+"""farpool's Redis transport (tasks/transport.py): a message taken as the broker goes away is not lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import cluster_settings, free_port
+
+from producer.embedded import EmbeddedServer, server_address
+from tasks import create_app
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_message_taken_but_not_recorded_goes_back_on_its_queue(tmp_path: Path) -> None:
+    """kombu takes a message (BRPOP), then records it as unacked (MULTI): between the two, a
+    broker restart left it nowhere. farpool's next channel puts it back."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, tmp_path)
+    server.start()
+    app = create_app(cluster_settings(server.url, tmp_path))
+    queue = app.settings.queue
+    try:
+        app.send_task("tasks.examples.square", args=[5], queue=queue)
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            raw = channel.client.rpop(queue)  # what BRPOP hands the worker
+            message = channel.Message(json.loads(raw), channel=channel)
+            server.stop()  # the take is in the append-only file; the record cannot be made
+            with pytest.raises(redis.ConnectionError):
+                channel.qos.append(message, message.delivery_tag)
+        server.start()
+        with app.connection_for_read() as connection:
+            connection.default_channel  # noqa: B018 - a new channel, as a reconnecting worker makes
+            (back,) = connection.default_channel.client.lrange(queue, 0, -1)
+        assert json.loads(back)["headers"]["id"] == message.headers["id"]
+        assert json.loads(back)["headers"]["redelivered"] is True
+    finally:
+        server.stop()
+        app.close()
