@@ -17,11 +17,11 @@ import os
 import socket
 from typing import Any
 
-from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer.tasks import Tasks
 
 from tasks.contract import is_internal
+from tasks.steps import RepeatingStep
 
 logger = logging.getLogger(__name__)
 ANNOUNCE_INTERVAL = 2.0
@@ -113,21 +113,17 @@ def describe(consumer: Any) -> dict[str, Any]:
     }
 
 
-class Presence(bootsteps.StartStopStep):  # type: ignore[misc]
+class Presence(RepeatingStep):
     """The consumer step that announces this worker on its queues until it stops."""
 
     requires = (Tasks,)
+    interval = ANNOUNCE_INTERVAL
 
     def __init__(self, c: Any, **kwargs: Any) -> None:
         super().__init__(c, **kwargs)
-        self.timer_entry: Any = None
         self.description: dict[str, Any] = {}
 
-    def start(self, c: Any) -> None:
-        self.announce(c)
-        self.timer_entry = c.timer.call_repeatedly(ANNOUNCE_INTERVAL, self.announce, (c,))
-
-    def announce(self, c: Any) -> None:
+    def tick(self, c: Any) -> None:
         """The worker's description, what it runs and its host's load included, for ANNOUNCE_TTL s."""
         try:
             self.description = describe(c)
@@ -142,9 +138,7 @@ class Presence(bootsteps.StartStopStep):  # type: ignore[misc]
             logger.debug("could not announce this worker: %s", error)
 
     def stop(self, c: Any) -> None:
-        if self.timer_entry is not None:
-            c.timer.cancel(self.timer_entry)
-            self.timer_entry = None
+        super().stop(c)
         try:
             client = c.app.backend.client
             for queue in self.description.get("queues", ()):

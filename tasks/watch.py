@@ -20,10 +20,11 @@ import logging
 import time
 from typing import Any
 
-from celery import bootsteps
 from celery.app.control import Control
 from celery.app.events import Events
 from celery.events.receiver import EventReceiver
+
+from tasks.steps import RepeatingStep
 
 WATCH_KEY = "farpool-watched"
 WATCH_LEASE = 15  # seconds: three of Flower's enable_events intervals
@@ -77,31 +78,17 @@ class SentEvents:
             logger.debug("could not tell whether the cluster is watched: %s", error)
 
 
-class Watched(bootsteps.StartStopStep):  # type: ignore[misc]
+class Watched(RepeatingStep):
     """The consumer step that follows the watch mark (tasks/consumer.py adds it)."""
 
     requires = ("celery.worker.consumer.events:Events",)
+    interval = CHECK_INTERVAL
 
-    def __init__(self, c: Any, **kwargs: Any) -> None:
-        super().__init__(c, **kwargs)
-        self.timer_entry: Any = None
-
-    def start(self, c: Any) -> None:
-        self.check(c)
-        self.timer_entry = c.timer.call_repeatedly(CHECK_INTERVAL, self.check, (c,))
-
-    def check(self, c: Any) -> None:
+    def tick(self, c: Any) -> None:
         try:
             follow_watchers(c, is_watched(c.app))
         except Exception as error:  # the broker is away: the next check tries again
             logger.debug("could not read the watch mark: %s", error)
-
-    def stop(self, c: Any) -> None:
-        if self.timer_entry is not None:
-            c.timer.cancel(self.timer_entry)
-            self.timer_entry = None
-
-    shutdown = stop
 
 
 class WatchingReceiver(EventReceiver):  # type: ignore[misc]
