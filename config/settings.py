@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
     result_expires: int = Field(default=86400, ge=1)
+    # The largest array (or put value) farpool sends, in bytes: Redis's own limit for one value
+    # (proto-max-bulk-len) is 512 MiB.
+    max_payload: int = Field(default=512 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
     broker_timeout: int = Field(default=60, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
     data_dir: str = ".farpool"

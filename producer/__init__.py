@@ -13,9 +13,11 @@ from producer.errors import (
     TimeoutError,
     UnknownResult,
 )
+from producer.handles import PutHandle
 from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
+from tasks.blobs import HandleDeleted
 from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
 
 __all__ = [
@@ -24,12 +26,14 @@ __all__ = [
     "BrokerUnavailable",
     "Event",
     "FarpoolError",
+    "HandleDeleted",
     "Lock",
     "LostTasks",
     "MapResult",
     "NoWorkersError",
     "Pool",
     "Process",
+    "PutHandle",
     "Queue",
     "Semaphore",
     "TimeoutError",

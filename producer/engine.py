@@ -24,14 +24,18 @@ from producer.chunking import check_chunksize, check_json, default_chunksize, st
 from producer.cluster import LocalCluster, announced_workers
 from producer.embedded import server_address
 from producer.errors import NoWorkersError
+from producer.handles import HandleStore, PutHandle
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
 from producer.lost import missing_tasks
+from producer.outgoing import Outgoing, call_arguments, store_arrays
 from producer.publishing import sending
+from producer.shared_arrays import SharedArrays, worker_machines
 from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
 from producer.withdraw import withdraw_queued
+from tasks.arrays import ArrayRef
 from tasks.contract import CALL, GATHER, is_reference, short_name
 from tasks.references import is_importing_user_code
 
@@ -88,11 +92,16 @@ class PoolEngine:
             self._processes = processes or self._cluster_processes
             # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
             queue = self._settings.queue
+            self._shared = SharedArrays(functools.partial(worker_machines, self._app, queue))
             self._ledger = Ledger(
                 self._app,
                 give_up_after=self._settings.broker_timeout,
                 find_missing=functools.partial(missing_tasks, self._app, queue),
                 withdraw=functools.partial(withdraw_queued, self._app, queue),
+                release=self._shared.release,
+            )
+            self._handles = HandleStore(
+                self._ledger.client, self._ledger.remember, self._settings.max_payload, self._shared
             )
         except BaseException:
             self._local.stop()
@@ -143,10 +152,21 @@ class PoolEngine:
         items = list(iterable)
         if star:
             items = star_items(items)
+        outgoing = Outgoing(items, self._settings.max_payload)
+        items = outgoing.items
         check_json(items)
         size = chunksize or default_chunksize(len(items), self._processes)
         signatures = map_signatures(self._app, name, items, size, star, timeout)
+        if outgoing.has_arrays:
+            for signature in signatures:
+                kwargs = signature.kwargs
+                refs = outgoing.refs(kwargs["start"], len(kwargs["items"]))
+                self._store_arrays(str(signature.id), refs)
         return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
+
+    def _store_arrays(self, owner: str, refs: Sequence[ArrayRef]) -> None:
+        """The bytes of a message's arrays, stored under its task id before it is sent."""
+        store_arrays(self._ledger.client, owner, refs, self._ledger.remember, self._shared)
 
     def _map(
         self,
@@ -217,10 +237,11 @@ class PoolEngine:
         self._check_running()
         check_timeout(timeout)
         name = task_name(func, self._app)
-        kwds = dict(kwds or {})
-        check_json(list(args))
+        args, kwds, refs = call_arguments(args, kwds or {}, self._settings.max_payload)
+        check_json(args)
         check_json([kwds])
         sent = Sent(uuid(), name, recorded=record)
+        self._store_arrays(sent.id, refs)
         result: AsyncResult[Any] = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
         options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
         if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
@@ -255,7 +276,9 @@ class PoolEngine:
 
         def submit(items: list[Any], start: int) -> str:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
-            signature = chunk_signature(self._app, name, items, start, star, label, True, timeout)
+            outgoing = Outgoing(items, self._settings.max_payload)
+            signature = chunk_signature(self._app, name, outgoing.items, start, star, label, True, timeout)
+            self._store_arrays(str(signature.id), outgoing.refs(0, len(items)))
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)
             return str(signature.id)
@@ -301,6 +324,7 @@ class PoolEngine:
             ledger = getattr(self, "_ledger", None)
             if ledger is not None:
                 ledger.abandon(ledger.uncollected(), terminate=True)
+                self._handles.delete_all()
         finally:
             self._shutdown()
 
@@ -310,7 +334,7 @@ class PoolEngine:
         For work collected later, from any process, with producer.result(id).
         """
         self.close()
-        self._shutdown()
+        self._shutdown(keep=True)
 
     def join(self) -> None:
         """Wait for all submitted work (after close()), then release the pool's resources."""
@@ -319,14 +343,23 @@ class PoolEngine:
         ledger = getattr(self, "_ledger", None)
         if ledger is not None:
             ledger.wait_idle()
+            self._handles.delete_all()
         self._shutdown()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self, keep: bool = False) -> None:
+        """Release the pool's resources; `keep`: what it sent stays readable after this process."""
         ledger = getattr(self, "_ledger", None)
         if ledger is not None:
+            if keep:
+                self._shared.spill(ledger.client, ledger.remember)
+            self._shared.close()
             ledger.close()
             self._ledger = None  # type: ignore[assignment]
         self._local.stop()
+
+    def _put(self, value: Any) -> PutHandle:
+        self._check_running()
+        return self._handles.put(value)
 
     def __enter__(self) -> Self:
         self._check_running()

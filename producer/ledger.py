@@ -31,6 +31,9 @@ from config import mask_url
 from producer.errors import BrokerUnavailable, LostTasks
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
+from tasks.blobs import data_keys
+from tasks.encoding import take_references
+from tasks.payload import resolve
 from tasks.contract import RECORD_PREFIX
 
 OnReady = Callable[[str, dict[str, Any]], None]
@@ -68,12 +71,15 @@ class Ledger:
         give_up_after: float = 60.0,
         find_missing: FindMissing | None = None,
         withdraw: Withdraw | None = None,
+        release: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self.app = app
+        self._release = release  # what else these tasks held (same-host arrays), once collected or abandoned
         self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
         self.client: redis.Redis = self.backend.client
         expires = app.conf.result_expires or 86400
         self.remember = int(getattr(expires, "total_seconds", lambda: expires)())
+        self.max_payload: int = app.settings.max_payload if hasattr(app, "settings") else 512 * 1024 * 1024
         self._expected: dict[bytes, Expected] = {}
         self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
         self._owned = 0  # owned entries in _expected and _arriving: join() waits for 0
@@ -177,6 +183,7 @@ class Ledger:
     def collect(self, task_ids: Sequence[str], record_id: str | None = None) -> None:
         """These results were handed to their collector: delete them (and the call's record)."""
         keys: list[str | bytes] = [self.key(task_id) for task_id in task_ids]
+        keys += data_keys(task_ids)
         with self._lock:
             self._arrived.difference_update(task_ids)
             if record_id is not None:
@@ -184,6 +191,8 @@ class Ledger:
                 self._records.discard(record_id)
         for start in range(0, len(keys), KEY_BATCH):
             self.client.delete(*keys[start : start + KEY_BATCH])
+        if self._release is not None:
+            self._release(task_ids)
 
     def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
         """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
@@ -199,6 +208,8 @@ class Ledger:
             self._arrived.difference_update(arrived)
         if not task_ids:
             return
+        if self._release is not None:
+            self._release(task_ids)
         try:
             if self._watch.given_up:
                 raise redis.ConnectionError("the broker does not answer")
@@ -215,6 +226,7 @@ class Ledger:
         self, task_ids: Sequence[str], records: list[str], arrived: set[str], terminate: bool
     ) -> None:
         stored = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
+        stored += data_keys(task_ids)  # their arrays: a task still running has read its own already
         for start in range(0, len(stored), KEY_BATCH):
             self.client.delete(*stored[start : start + KEY_BATCH])
         pending = [task_id for task_id in task_ids if task_id not in arrived]
@@ -290,6 +302,8 @@ class Ledger:
             return
         try:
             meta = self.backend.decode_result(payload)
+            if take_references():
+                meta["result"] = resolve(meta["result"], self.client, self.max_payload, handles=False)
         except Exception as error:
             meta = {"status": states.FAILURE, "result": error, "traceback": None}
         if meta["status"] not in states.READY_STATES:

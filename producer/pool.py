@@ -13,6 +13,7 @@ from typing import Any, TypeVar, overload
 from celery.canvas import Signature
 
 from producer.engine import PoolEngine
+from producer.handles import PutHandle
 from producer.imap import IMapIterator
 from producer.results import AsyncResult, Callback, MapResult
 
@@ -234,3 +235,10 @@ class Pool(PoolEngine):
     ) -> IMapIterator[Any]:
         """Lazily, func(x) for each x in the order the results arrive."""
         return self._imap(func, iterable, chunksize, False, False, progress, timeout)
+
+    def put(self, value: Any) -> PutHandle:
+        """Store `value` once (an array, or anything farpool sends); pass the handle in any call's
+        arguments and the task receives the value itself, read at most once per worker process
+        and shared by its tasks (its arrays read-only). Deleted when the pool ends (terminate,
+        `with`, join), or by `handle.delete()`; `detach()` leaves it; it expires with the results."""
+        return self._put(value)

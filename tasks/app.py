@@ -18,6 +18,7 @@ except ImportError as error:  # a project's own config.py, found first (celery p
 from tasks.backend import backend_setting
 from tasks.contract import BUILT_IN_ALLOWED
 from tasks.encoding import register_serializer
+from tasks.payload import pending_results
 from tasks.references import mark_importing_user_code
 from tasks.transport import transport_setting
 from tasks.watch import SentEvents
@@ -35,12 +36,14 @@ class FarpoolCelery(Celery):
     events_cls = "tasks.watch:FarpoolEvents"  # an event receiver of this app marks the cluster watched
 
     def __init__(self, settings: Settings | None = None, **options: Any) -> None:
+        options.setdefault("task_cls", "tasks.payload:FarpoolTask")  # arrays in, arrays out
         super().__init__("farpool", **options)
         self._farpool_settings = settings
         self.sent_events = SentEvents()
         signals.import_modules.connect(self._before_user_modules, sender=self)
         signals.worker_init.connect(self._after_user_modules)
         signals.task_prerun.connect(self._before_task)
+        signals.task_postrun.connect(_after_task)
 
     def _before_user_modules(self, **_: Any) -> None:
         """The worker is about to import its modules: find them in FARPOOL_IMPORT_PATH too.
@@ -101,6 +104,12 @@ class FarpoolCelery(Celery):
             conf["broker_transport"] = transport_setting(settings.broker_url)
             self.config_from_object(conf)
         return super()._load_config()
+
+
+def _after_task(task_id: str | None = None, **_: Any) -> None:
+    """The task's result is stored (or was not to be): its arrays' bytes are no longer needed."""
+    if task_id is not None:
+        pending_results.pop(task_id, None)
 
 
 def _inside_celery_command() -> bool:

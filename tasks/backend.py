@@ -34,7 +34,9 @@ from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
+from tasks.blobs import data_key
 from tasks.contract import GATHER
+from tasks.payload import pending_results
 from tasks.transport import no_retries
 
 DISCARDED = "farpool-discarded"
@@ -51,9 +53,11 @@ KEY_BATCH = 5_000
 # How a success's meta starts as farpool-json writes it: status is its first key (_get_result_meta).
 SUCCEEDED = '{"status": "SUCCESS"'
 
-# KEYS: the result key, DISCARDED, the task's twin mark. ARGV: the encoded meta, seconds to keep
-# it (0: for ever), SUCCEEDED: a stored success is never overwritten (by a lost worker's late
-# failure), as in Celery's own read-then-write store, REPLAY_GRACE. A discarded result is
+# KEYS: the result key, DISCARDED, the task's twin mark, the task's data hash (tasks/blobs.py).
+# ARGV: the encoded meta, seconds to keep it (0: for ever), SUCCEEDED: a stored success is never
+# overwritten (by a lost worker's late failure), as in Celery's own read-then-write store,
+# REPLAY_GRACE, then the result's arrays as field, bytes pairs: written only with the result,
+# so that a dropped result leaves no bytes behind. A discarded result is
 # dropped, with an empty message on its channel: that task has ended. A twinned task's first
 # store, kept or dropped, marks the other run's as dropped.
 _STORE = """
@@ -75,6 +79,10 @@ end
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, #ARGV[3]) == ARGV[3] then
   return 0
+end
+if #ARGV > 4 then
+  redis.call('HSET', KEYS[4], unpack(ARGV, 5))
+  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]) > 0 and ARGV[2] or 86400)
 end
 if tonumber(ARGV[2]) > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -158,10 +166,14 @@ class _FarpoolResults:
     def _set(self, key: Any, value: Any, expires: int | None = None) -> None:
         if expires is None:
             expires = self.expires  # type: ignore[attr-defined]
-        twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
-        stored = self._script(_STORE)(
-            keys=[key, DISCARDED, twin], args=[value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
-        )
+        text = key.decode() if isinstance(key, bytes) else key
+        prefix = self.task_keyprefix  # type: ignore[attr-defined]
+        task_id = text.removeprefix(prefix.decode() if isinstance(prefix, bytes) else prefix)
+        blobs = pending_results.get(task_id, ()) if task_id != text else ()
+        arguments = [value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
+        for field, data in blobs:
+            arguments += [field, data]
+        stored = self._script(_STORE)(keys=[key, DISCARDED, TWIN_PREFIX + text, data_key(task_id)], args=arguments)
         _last_store.dropped = None if stored else key
 
     def _store_result(

@@ -122,7 +122,7 @@ def call(self: Task, function: str, args: Sequence[Any] = (), kwargs: dict[str, 
     return result
 
 
-@shared_task(name=GATHER, bind=True)
+@shared_task(name=GATHER, bind=True, resolve_arguments=False)
 def gather(self: Task, chunk_results: list[list[Any]], chunk_ids: list[str] | None = None) -> list[Any]:
     """The chord body of map_async: the chunks' results flattened in order, their keys deleted.
 

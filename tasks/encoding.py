@@ -10,9 +10,14 @@ multiprocessing (pickle) keeps them all, so farpool tags them instead, and never
     Lock("x")     -> {"__farpool__": "Lock", "items": [{"name": "x", "lease": 60.0}]}
                      (Semaphore, BoundedSemaphore, Queue and Event likewise: by name)
 
+    np.float32(1.5) -> {"__farpool__": "numpy", "dtype": "<f4", "value": 1.5}
+    an ndarray      -> {"__farpool__": "ndarray", "dtype": "<f8", "shape": [3], ...}
+                       (its bytes beside the message: tasks/arrays.py, tasks/blobs.py)
+    pool.put(x)     -> {"__farpool__": "handle", "id": "..."}
+
 bytes, datetimes, Decimal and UUID travel as kombu's JSON already carries them. Only these
-types are rebuilt on decoding: a tag names a container or one of tasks/coordination's classes,
-never a class to import.
+types are rebuilt on decoding: a tag names a container, one of tasks/coordination's classes,
+or a NumPy dtype that holds no objects, never a class to import.
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import threading
+
 from kombu.serialization import register
 from kombu.utils import json as kombu_json
 
+from tasks import arrays
+from tasks.blobs import Handle
 from tasks.coordination.base import KINDS, rebuild
 
 SERIALIZER = "farpool-json"  # config/celeryconfig.py names it for Celery
@@ -37,6 +46,19 @@ _BUILD: dict[str, Callable[[list[Any]], Any]] = {
     "frozenset": frozenset,
     "dict": lambda pairs: {key: value for key, value in pairs},
 }
+_decoded = threading.local()  # how many array references and handles this thread decoded
+
+
+def take_references() -> int:
+    """How many array references and handles this thread decoded since it last asked."""
+    count: int = getattr(_decoded, "count", 0)
+    _decoded.count = 0
+    return count
+
+
+def _referenced(value: Any) -> Any:
+    _decoded.count = getattr(_decoded, "count", 0) + 1
+    return value
 
 
 class Values:
@@ -87,7 +109,26 @@ def tagged(value: Any) -> Any:
         return {TAG: kind.__name__, "items": [tagged(item) for item in value]}
     if kind in KINDS.values():
         return {TAG: kind.__name__, "items": [value.__json__()]}
+    if kind is arrays.ArrayRef:
+        return {TAG: "ndarray", **value.__json__()}
+    if isinstance(value, Handle):
+        return {TAG: "handle", **value.__json__()}
+    if arrays.numpy_module() is not None:
+        return _numpy_tag(value)
     return value  # kombu's JSON carries it (bytes, datetime, ...) or says it cannot
+
+
+def _numpy_tag(value: Any) -> Any:
+    """A NumPy scalar's tag; for an array not yet replaced by its ArrayRef (tasks/payload.py), the
+    tag without a place for its bytes, which only a check before sending writes."""
+    if arrays.is_numpy_scalar(value):
+        tag = arrays.scalar_tag(value)
+        if tag is not None:
+            return {TAG: "numpy", **tag}
+    if arrays.is_numpy_scalar(value) or arrays.is_array(value):
+        ref = arrays.outgoing_ref(value, max_payload=value.nbytes, where=f"a {type(value).__name__}")
+        return {TAG: "ndarray", **ref.__json__()}
+    return value
 
 
 def _untag(mapping: dict[str, Any]) -> Any:
@@ -97,6 +138,15 @@ def _untag(mapping: dict[str, Any]) -> Any:
     build = _BUILD.get(kind)
     if build is not None:
         return build(mapping["items"])
+    if kind == "numpy":
+        return arrays.scalar_from(mapping)
+    if kind == "ndarray":
+        return _referenced(arrays.checked_ref(mapping))
+    if kind == "handle":
+        handle_id = mapping.get("id")
+        if not isinstance(handle_id, str):
+            raise ValueError(f"a {TAG} handle without an id")
+        return _referenced(Handle(handle_id))
     if kind not in KINDS:
         raise ValueError(f"unknown {TAG} tag {kind!r}")
     (arguments,) = mapping["items"]

@@ -21,6 +21,7 @@ from celery.worker import state as worker_state
 from celery.worker.consumer.tasks import Tasks
 
 from tasks.contract import is_internal
+from tasks.shared_memory import machine_id
 from tasks.steps import RepeatingStep
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def describe(consumer: Any) -> dict[str, Any]:
     return {
         "name": consumer.hostname,
         "host": socket.gethostname(),
+        "machine": machine_id(),  # a producer with the same id shares arrays in memory with it
         "pool": str(pool_info.get("implementation", "?")).split(":")[0].rsplit(".", 1)[-1],
         "processes": int(pool_info.get("max-concurrency", 0)),
         "queues": sorted(queue.name for queue in task_consumer.queues) if task_consumer else [],

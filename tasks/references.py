@@ -22,10 +22,7 @@ from celery.local import Proxy
 from celery.utils.objects import mro_lookup
 
 from tasks.contract import BUILT_IN_ALLOWED, FARPOOL_MODULES
-
-
-class RefusedTask(ValueError):
-    """A message named a task or function this worker will not run; nothing ran."""
+from tasks.errors import RefusedTask
 
 
 _importing = threading.local()

@@ -1,0 +1,180 @@
+"""Arrays out of a value before it is sent, and back into it once it has arrived.
+
+`externalize` walks a value (lists, tuples, dicts, sets, a chunk's Values) and replaces each
+NumPy array, and each NumPy scalar JSON cannot carry exactly, by an ArrayRef holding its bytes
+(tasks/arrays.py); the caller stores those bytes (tasks/blobs.py) before the message goes.
+`resolve` does the opposite on arrival: it reads every ArrayRef's bytes in one round trip and
+puts the arrays in their places, and a `pool.put` handle's value in the handle's place.
+
+Both sides skip the walk when there is nothing to do: without NumPy imported no value can hold
+an array, and decoding counts the references it met (tasks/encoding.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+
+from tasks import encoding
+from tasks.arrays import ArrayRef, inline_scalar_types, numpy_module, outgoing_ref, scalar_tag
+from tasks.blobs import HANDLE_VALUE, RESULT_FIELDS, Handle, HandleDeleted, claim, fetch
+
+# The (field, bytes) pairs of each task's result arrays, kept from the task's return until its
+# result is stored with them (tasks/backend.py), then dropped at the task's end.
+pending_results: dict[str, list[tuple[str, Any]]] = {}
+# A worker process's `pool.put` values, read once each: the most recent HANDLES_KEPT.
+HANDLES_KEPT = 16
+_handles: dict[str, Any] = {}
+
+
+def externalize(value: Any, max_payload: int, where: str) -> tuple[Any, list[ArrayRef]]:
+    """`value` with its arrays replaced by ArrayRefs, and those refs in order.
+
+    TypeError for an array of Python objects, ValueError for one over `max_payload` bytes;
+    each names `where` the value is ("item 3", "the result of ...").
+    """
+    np = numpy_module()
+    if np is None or type(value) in encoding.SCALARS or type(value) in inline_scalar_types():
+        return value, []
+    refs: list[ArrayRef] = []
+
+    def out(array: Any) -> ArrayRef:
+        ref = outgoing_ref(array, max_payload, where)
+        refs.append(ref)
+        return ref
+
+    return _replace(value, np, out), refs
+
+
+def _replace(value: Any, np: Any, out: Callable[[Any], Any]) -> Any:
+    kind = type(value)
+    if kind in encoding.SCALARS or kind in inline_scalar_types():
+        return value
+    if kind is list:
+        return value if encoding.all_scalars(value) else [_replace(item, np, out) for item in value]
+    if kind is tuple:
+        return value if encoding.all_scalars(value) else tuple(_replace(item, np, out) for item in value)
+    if kind is dict:
+        return {key: _replace(item, np, out) for key, item in value.items()}
+    if kind is encoding.Values:
+        return encoding.Values(_replace(value.items, np, out))
+    if isinstance(value, np.ndarray):
+        return out(value)
+    if isinstance(value, np.generic) and scalar_tag(value) is None:
+        return out(value)
+    return value  # sets hold no arrays (unhashable); other values travel as JSON does
+
+
+def externalize_items(items: list[Any], max_payload: int) -> tuple[list[Any], list[list[ArrayRef]]]:
+    """Each item externalized, and each item's refs (empty lists when no item holds an array)."""
+    np = numpy_module()
+    if np is None or encoding.SCALARS.union(inline_scalar_types()).issuperset(map(type, items)):
+        return items, []
+    pairs = [externalize(item, max_payload, f"item {index}") for index, item in enumerate(items)]
+    refs = [item_refs for _, item_refs in pairs]
+    if not any(refs):
+        return [item for item, _ in pairs], []
+    return [item for item, _ in pairs], refs
+
+
+def result_with_refs(task_id: str, value: Any, max_payload: int, name: str) -> Any:
+    """A task's return value ready to store: its arrays' bytes wait in pending_results."""
+    value, refs = externalize(value, max_payload, f"the result of {name!r}")
+    if refs:
+        pending_results[task_id] = claim(refs, task_id, RESULT_FIELDS)
+    return value
+
+
+def resolve(value: Any, client: Any, max_payload: int, handles: bool = True) -> Any:
+    """`value` with each ArrayRef replaced by its array, read in one round trip, and (if `handles`)
+    each Handle by its value. RefusedTask for bytes that are gone or malformed; HandleDeleted
+    for a deleted handle."""
+    found: list[Any] = []
+    _find(value, found)
+    refs = [item for item in found if type(item) is ArrayRef]
+    arrays = {id(ref): array for ref, array in zip(refs, fetch(client, refs, max_payload), strict=True)}
+    if handles:
+        values: dict[str, Any] = {}
+        for item in found:
+            if isinstance(item, Handle):
+                if item.id not in values:
+                    values[item.id] = handle_value(client, item, max_payload)
+                arrays[id(item)] = values[item.id]
+    return _put_back(value, arrays) if arrays else value
+
+
+def _find(value: Any, found: list[Any]) -> None:
+    kind = type(value)
+    if kind is ArrayRef or isinstance(value, Handle):
+        found.append(value)
+    elif kind is list or kind is tuple:
+        if not encoding.all_scalars(value):
+            for item in value:
+                _find(item, found)
+    elif kind is dict:
+        for item in value.values():
+            _find(item, found)
+    elif kind is encoding.Values:
+        _find(value.items, found)
+
+
+def _put_back(value: Any, arrays: dict[int, Any]) -> Any:
+    kind = type(value)
+    if id(value) in arrays and (kind is ArrayRef or isinstance(value, Handle)):
+        return arrays[id(value)]
+    if kind is list:
+        return value if encoding.all_scalars(value) else [_put_back(item, arrays) for item in value]
+    if kind is tuple:
+        return value if encoding.all_scalars(value) else tuple(_put_back(item, arrays) for item in value)
+    if kind is dict:
+        return {key: _put_back(item, arrays) for key, item in value.items()}
+    if kind is encoding.Values:
+        return encoding.Values(_put_back(value.items, arrays))
+    return value
+
+
+def handle_value(client: Any, handle: Handle, max_payload: int) -> Any:
+    """The value behind a `pool.put` handle: read once per process, its arrays read-only (shared by
+    every task of this process that uses it, as Ray's are); HandleDeleted once it is deleted."""
+    with client.pipeline(transaction=False) as pipe:
+        pipe.exists(handle.key)
+        if handle.id not in _handles:
+            pipe.hget(handle.key, HANDLE_VALUE)
+        replies = pipe.execute()
+    if not replies[0]:
+        raise HandleDeleted(
+            f"{handle!r} was deleted (handle.delete(), or its pool ended) or has expired: its value is gone"
+        )
+    if handle.id in _handles:
+        return _handles[handle.id]
+    text = replies[1]
+    if text is None:
+        raise HandleDeleted(f"{handle!r} was deleted while it was read")
+    stored = encoding.loads(text)[0]
+    found: list[Any] = []
+    _find(stored, found)
+    refs = [item for item in found if type(item) is ArrayRef]
+    arrays = fetch(client, refs, max_payload, writable=False)
+    value = _put_back(stored, {id(ref): array for ref, array in zip(refs, arrays, strict=True)})
+    while len(_handles) >= HANDLES_KEPT:
+        del _handles[next(iter(_handles))]
+    _handles[handle.id] = value
+    return value
+
+
+class FarpoolTask(Task):  # type: ignore[misc]
+    """Every task of a farpool app: arrays arrive as arrays and leave as bytes beside the result."""
+
+    resolve_arguments = True  # the chord's gather passes its parts' arrays on without reading them
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if encoding.take_references() and self.resolve_arguments:
+            client, limit = self.app.backend.client, self.app.settings.max_payload
+            args, kwargs = resolve((args, kwargs), client, limit)
+        result = super().__call__(*args, **kwargs)
+        task_id = self.request.id
+        if task_id is None or numpy_module() is None:
+            return result
+        return result_with_refs(task_id, result, self.app.settings.max_payload, self.name)
