@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # The largest array (or put value) farpool sends, in bytes: Redis's own limit for one value
     # (proto-max-bulk-len) is 512 MiB.
     max_payload: int = Field(default=512 * 1024 * 1024, ge=1, le=512 * 1024 * 1024)
+    # auto: a producer whose workers all run on its machine shares arrays in memory files
+    # (tasks/shared_memory.py); never: arrays always go through Redis.
+    shared_memory: Literal["auto", "never"] = "auto"
     broker_timeout: int = Field(default=60, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
     data_dir: str = ".farpool"

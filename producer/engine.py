@@ -30,13 +30,14 @@ from producer.ledger import Ledger
 from producer.lost import missing_tasks
 from producer.outgoing import Outgoing, call_arguments, store_arrays
 from producer.publishing import sending
-from producer.shared_arrays import SharedArrays, worker_machines
 from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
+from producer.shared_arrays import SharedArrays, worker_machines
 from producer.withdraw import withdraw_queued
 from tasks.arrays import ArrayRef
 from tasks.contract import CALL, GATHER, is_reference, short_name
+from tasks.held import reply_header
 from tasks.references import is_importing_user_code
 
 if TYPE_CHECKING:
@@ -92,7 +93,8 @@ class PoolEngine:
             self._processes = processes or self._cluster_processes
             # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
             queue = self._settings.queue
-            self._shared = SharedArrays(functools.partial(worker_machines, self._app, queue))
+            machines = functools.partial(worker_machines, self._app, queue)
+            self._shared = SharedArrays(machines, enabled=self._settings.shared_memory == "auto")
             self._ledger = Ledger(
                 self._app,
                 give_up_after=self._settings.broker_timeout,
@@ -164,6 +166,14 @@ class PoolEngine:
                 self._store_arrays(str(signature.id), refs)
         return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
 
+    def _reply_in_memory(self, signatures: Sequence[Signature]) -> None:
+        """Calls only this pool collects: a worker on this machine may hold their result arrays in
+        memory for it (tasks/held.py) instead of storing them in Redis."""
+        if self._shared.wanted():
+            header = reply_header()
+            for signature in signatures:
+                signature.options["headers"] = header
+
     def _store_arrays(self, owner: str, refs: Sequence[ArrayRef]) -> None:
         """The bytes of a message's arrays, stored under its task id before it is sent."""
         store_arrays(self._ledger.client, owner, refs, self._ledger.remember, self._shared)
@@ -190,6 +200,7 @@ class PoolEngine:
         if bar is not None:
             result._on_done(bar.close)
         if signatures:
+            self._reply_in_memory(signatures)
             with sending(self._app) as producer:
                 group(signatures, app=self._app).apply_async(producer=producer)
         return result
@@ -244,6 +255,8 @@ class PoolEngine:
         self._store_arrays(sent.id, refs)
         result: AsyncResult[Any] = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
         options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
+        if not record and self._shared.wanted():  # only this pool collects it: arrays back in memory
+            options["headers"] = reply_header()
         if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
             task, task_args = CALL, []
             task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
@@ -279,6 +292,7 @@ class PoolEngine:
             outgoing = Outgoing(items, self._settings.max_payload)
             signature = chunk_signature(self._app, name, outgoing.items, start, star, label, True, timeout)
             self._store_arrays(str(signature.id), outgoing.refs(0, len(items)))
+            self._reply_in_memory([signature])
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)
             return str(signature.id)

@@ -32,9 +32,9 @@ from producer.errors import BrokerUnavailable, LostTasks
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
 from tasks.blobs import data_keys
+from tasks.contract import RECORD_PREFIX
 from tasks.encoding import take_references
 from tasks.payload import resolve
-from tasks.contract import RECORD_PREFIX
 
 OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]

@@ -29,8 +29,9 @@ def worker_machines(app: Celery, queue: str) -> list[str]:
 class SharedArrays:
     """Memory files by the task that owns them; `wanted()` says whether to use one at all."""
 
-    def __init__(self, live_machines: Callable[[], list[str]]) -> None:
+    def __init__(self, live_machines: Callable[[], list[str]], enabled: bool = True) -> None:
         self._live_machines = live_machines
+        self._enabled = enabled
         self._segments: dict[str, list[tuple[Segment, list[ArrayRef]]]] = {}
         self._count = 0
         self._lock = threading.Lock()
@@ -39,7 +40,7 @@ class SharedArrays:
 
     def wanted(self) -> bool:
         """True when every announced worker is on this machine (and there is at least one)."""
-        if not available() or self._count >= MAX_SEGMENTS:
+        if not self._enabled or not available() or self._count >= MAX_SEGMENTS:
             return False
         now = time.monotonic()
         if now - self._checked_at >= WORKERS_FRESH:

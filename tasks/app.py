@@ -15,6 +15,7 @@ except ImportError as error:  # a project's own config.py, found first (celery p
         f"{error.path or 'a module named config'} takes the place of farpool's `config` package "
         "(one module per name in Python): rename it, for example to my_config.py, and its imports"
     ) from None
+from tasks import held
 from tasks.backend import backend_setting
 from tasks.contract import BUILT_IN_ALLOWED
 from tasks.encoding import register_serializer
@@ -44,6 +45,7 @@ class FarpoolCelery(Celery):
         signals.worker_init.connect(self._after_user_modules)
         signals.task_prerun.connect(self._before_task)
         signals.task_postrun.connect(_after_task)
+        signals.worker_process_shutdown.connect(self._process_ends)
 
     def _before_user_modules(self, **_: Any) -> None:
         """The worker is about to import its modules: find them in FARPOOL_IMPORT_PATH too.
@@ -65,6 +67,11 @@ class FarpoolCelery(Celery):
         delivery = task.request.delivery_info or {}
         if delivery.get("redelivered"):
             self.backend.expect_twin(task_id)  # type: ignore[attr-defined]
+
+    def _process_ends(self, **_: Any) -> None:
+        """A worker process ends: result arrays it still holds for a producer go to Redis."""
+        if held.holding():
+            held.spill(self.backend.client, self.settings.result_expires)
 
     def close(self) -> None:
         """Celery's, and the result backend's connections closed, its subscriptions forgotten."""

@@ -102,6 +102,26 @@ class ArrayRef:
         return f"array(dtype={self.dtype!r}, shape={self.shape})"
 
 
+class Refused:
+    """A value a message carried that this process will not rebuild (a malformed array or scalar).
+
+    Decoding does not raise: a worker's main process decodes each message too, and an error
+    there would drop the message without an answer. The task that receives it raises
+    RefusedTask with `reason` instead (tasks/payload.py), and its caller gets that error.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __json__(self) -> dict[str, Any]:
+        raise TypeError(f"a refused value cannot be sent on: {self.reason}")
+
+    def __repr__(self) -> str:
+        return f"<refused: {self.reason}>"
+
+
 def dtype_description(dtype: Any) -> Any:
     """A JSON description of `dtype`: its string ('<f8', '<M8[ns]', '|S5'), or for a structured
     dtype NumPy's .npy format description (a list of [name, format(, shape)])."""
@@ -195,10 +215,7 @@ def array_from(ref: ArrayRef, data: Any, writable: bool = True) -> Any:
         array = np.empty(ref.shape, dtype=dtype, order=ref.order)
     else:
         flat = np.frombuffer(data, dtype=dtype)
-        if ref.order == "F":
-            array = flat.reshape(ref.shape[::-1]).T
-        else:
-            array = flat.reshape(ref.shape)
+        array = flat.reshape(ref.shape[::-1]).T if ref.order == "F" else flat.reshape(ref.shape)
         if writable and not array.flags.writeable:
             array = array.copy(order="K")
     if ref.scalar:
@@ -213,14 +230,17 @@ def outgoing_ref(value: Any, max_payload: int, where: str) -> ArrayRef:
     scalar = isinstance(value, np.generic)
     array = np.asarray(value)
     if array.dtype.hasobject:
-        raise TypeError(f"{where} is a NumPy array of Python objects ({array.dtype}), which farpool never sends")
+        raise TypeError(
+            f"{where} is a NumPy array of Python objects ({array.dtype}), which farpool never sends"
+        )
     if array.nbytes > max_payload:
         raise ValueError(
             f"{where} is an array of {array.nbytes:,} bytes, over FARPOOL_MAX_PAYLOAD ({max_payload:,})"
         )
     order = "F" if array.ndim > 1 and array.flags.f_contiguous and not array.flags.c_contiguous else "C"
     contiguous = array.T if order == "F" else np.ascontiguousarray(array)
-    data = memoryview(contiguous).cast("B") if contiguous.nbytes else b""
+    # as bytes: a memoryview of a datetime64 or structured array itself is refused by Python
+    data = memoryview(contiguous.reshape(-1).view(np.uint8)) if contiguous.nbytes else b""
     description = dtype_description(array.dtype)
     return ArrayRef(description, tuple(array.shape), order, array.nbytes, data=data, scalar=scalar)
 

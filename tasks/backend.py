@@ -173,7 +173,9 @@ class _FarpoolResults:
         arguments = [value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
         for field, data in blobs:
             arguments += [field, data]
-        stored = self._script(_STORE)(keys=[key, DISCARDED, TWIN_PREFIX + text, data_key(task_id)], args=arguments)
+        stored = self._script(_STORE)(
+            keys=[key, DISCARDED, TWIN_PREFIX + text, data_key(task_id)], args=arguments
+        )
         _last_store.dropped = None if stored else key
 
     def _store_result(

@@ -19,7 +19,7 @@ from typing import Any
 
 from tasks.arrays import ArrayRef, array_from
 from tasks.errors import RefusedTask
-from tasks.shared_memory import open_shared
+from tasks.shared_memory import read_shared
 
 DATA_PREFIX = "farpool-data-"
 HANDLE_VALUE = "value"
@@ -82,7 +82,7 @@ def fetch(client: Any, refs: Sequence[ArrayRef], max_payload: int, writable: boo
     arrays: list[Any] = [None] * len(refs)
     remote = []
     for index, ref in enumerate(refs):
-        view = open_shared(ref.shared, ref.nbytes) if ref.shared is not None else None
+        view = read_shared(ref.shared, ref.nbytes) if ref.shared is not None else None
         if view is None:
             remote.append(index)
         else:

@@ -22,10 +22,9 @@ or a NumPy dtype that holds no objects, never a class to import.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
-
-import threading
 
 from kombu.serialization import register
 from kombu.utils import json as kombu_json
@@ -33,6 +32,7 @@ from kombu.utils import json as kombu_json
 from tasks import arrays
 from tasks.blobs import Handle
 from tasks.coordination.base import KINDS, rebuild
+from tasks.errors import RefusedTask
 
 SERIALIZER = "farpool-json"  # config/celeryconfig.py names it for Celery
 
@@ -138,10 +138,13 @@ def _untag(mapping: dict[str, Any]) -> Any:
     build = _BUILD.get(kind)
     if build is not None:
         return build(mapping["items"])
-    if kind == "numpy":
-        return arrays.scalar_from(mapping)
-    if kind == "ndarray":
-        return _referenced(arrays.checked_ref(mapping))
+    if kind == "numpy" or kind == "ndarray":
+        try:
+            if kind == "numpy":
+                return arrays.scalar_from(mapping)
+            return _referenced(arrays.checked_ref(mapping))
+        except RefusedTask as refused:
+            return _referenced(arrays.Refused(str(refused)))
     if kind == "handle":
         handle_id = mapping.get("id")
         if not isinstance(handle_id, str):

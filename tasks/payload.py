@@ -12,14 +12,27 @@ an array, and decoding counts the references it met (tasks/encoding.py).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 
 from tasks import encoding
-from tasks.arrays import ArrayRef, inline_scalar_types, numpy_module, outgoing_ref, scalar_tag
-from tasks.blobs import HANDLE_VALUE, RESULT_FIELDS, Handle, HandleDeleted, claim, fetch
+from tasks.arrays import ArrayRef, Refused, inline_scalar_types, numpy_module, outgoing_ref, scalar_tag
+from tasks.blobs import (
+    ARGUMENT_FIELDS,
+    HANDLE_VALUE,
+    RESULT_FIELDS,
+    Handle,
+    HandleDeleted,
+    claim,
+    data_key,
+    fetch,
+    store,
+)
+from tasks.errors import RefusedTask
+from tasks.held import REPLY_HEADER, hold, sweep, wants_shared
 
 # The (field, bytes) pairs of each task's result arrays, kept from the task's return until its
 # result is stored with them (tasks/backend.py), then dropped at the task's end.
@@ -79,11 +92,43 @@ def externalize_items(items: list[Any], max_payload: int) -> tuple[list[Any], li
     return [item for item, _ in pairs], refs
 
 
-def result_with_refs(task_id: str, value: Any, max_payload: int, name: str) -> Any:
-    """A task's return value ready to store: its arrays' bytes wait in pending_results."""
-    value, refs = externalize(value, max_payload, f"the result of {name!r}")
+def encode_item(client: Any, value: Any, max_payload: int, expires: int) -> tuple[str, str | None]:
+    """A queue item's JSON, and the key of its arrays' hash (None without arrays), stored first."""
+    value, refs = externalize(value, max_payload, "the item")
+    if not refs:
+        return encoding.dumps([value]), None
+    owner = f"item-{uuid.uuid4().hex}"
+    pairs = claim(refs, owner, ARGUMENT_FIELDS)
+    text = encoding.dumps([value])
+    store(client, owner, pairs, expires)
+    return text, data_key(owner)
+
+
+def decode_item(client: Any, text: Any, max_payload: int) -> tuple[Any, list[str]]:
+    """A queue item's value, its arrays read, and the keys of the hashes they came from."""
+    encoding.take_references()
+    value = encoding.loads(text)[0]
+    if not encoding.take_references():
+        return value, []
+    found: list[Any] = []
+    _find(value, found)
+    keys = sorted({item.key for item in found if type(item) is ArrayRef and item.key})
+    return resolve(value, client, max_payload), keys
+
+
+def result_with_refs(task: Task, value: Any, max_payload: int) -> Any:
+    """A task's return value ready to store: its arrays' bytes held in a memory file for a producer
+    on this machine that asked for it (tasks/held.py), or waiting in pending_results to be stored
+    with the result."""
+    task_id = task.request.id
+    value, refs = externalize(value, max_payload, f"the result of {task.name!r}")
     if refs:
-        pending_results[task_id] = claim(refs, task_id, RESULT_FIELDS)
+        pairs = claim(refs, task_id, RESULT_FIELDS)
+        reply = getattr(task.request, REPLY_HEADER, None)
+        if wants_shared(reply):
+            hold(task_id, refs, task.backend.get_key_for_task(task_id), reply["pid"])
+        else:
+            pending_results[task_id] = pairs
     return value
 
 
@@ -93,6 +138,9 @@ def resolve(value: Any, client: Any, max_payload: int, handles: bool = True) -> 
     for a deleted handle."""
     found: list[Any] = []
     _find(value, found)
+    for item in found:
+        if type(item) is Refused:
+            raise RefusedTask(item.reason)
     refs = [item for item in found if type(item) is ArrayRef]
     arrays = {id(ref): array for ref, array in zip(refs, fetch(client, refs, max_payload), strict=True)}
     if handles:
@@ -107,7 +155,7 @@ def resolve(value: Any, client: Any, max_payload: int, handles: bool = True) -> 
 
 def _find(value: Any, found: list[Any]) -> None:
     kind = type(value)
-    if kind is ArrayRef or isinstance(value, Handle):
+    if kind is ArrayRef or kind is Refused or isinstance(value, Handle):
         found.append(value)
     elif kind is list or kind is tuple:
         if not encoding.all_scalars(value):
@@ -170,11 +218,11 @@ class FarpoolTask(Task):  # type: ignore[misc]
     resolve_arguments = True  # the chord's gather passes its parts' arrays on without reading them
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        sweep(self.app.backend.client)
         if encoding.take_references() and self.resolve_arguments:
             client, limit = self.app.backend.client, self.app.settings.max_payload
             args, kwargs = resolve((args, kwargs), client, limit)
         result = super().__call__(*args, **kwargs)
-        task_id = self.request.id
-        if task_id is None or numpy_module() is None:
+        if self.request.id is None or numpy_module() is None:
             return result
-        return result_with_refs(task_id, result, self.app.settings.max_payload, self.name)
+        return result_with_refs(self, result, self.app.settings.max_payload)

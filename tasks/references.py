@@ -24,7 +24,6 @@ from celery.utils.objects import mro_lookup
 from tasks.contract import BUILT_IN_ALLOWED, FARPOOL_MODULES
 from tasks.errors import RefusedTask
 
-
 _importing = threading.local()
 
 

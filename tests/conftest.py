@@ -61,7 +61,7 @@ def cluster_settings(broker_url: str, data_dir: Path, **overrides: object) -> Se
         concurrency=2,
         embedded_broker="never",
         data_dir=str(data_dir),
-        include=("usertasks", "userhelpers"),
+        include=("usertasks", "userhelpers", "userarrays"),
         **overrides,
     )
 

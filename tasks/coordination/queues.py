@@ -115,21 +115,41 @@ class Queue(Shared):
         self.reliable = bool(reliable)
         self.lease = checked_lease(lease)
         self._taken: list[str] = []  # a reliable queue's ids this object got, for task_done
+        self._taken_data: list[list[str]] = []  # and the keys of their arrays
         self._undone = 0
 
     def _keys(self) -> list[str]:
         return [self.key(), self.key(":leased"), self.key(":items"), self.key(":ready"), self.key(":space")]
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        from tasks.encoding import dumps  # tasks.encoding rebuilds these objects: imported late
+        from tasks.payload import encode_item  # tasks.encoding rebuilds these objects: imported late
 
-        item = dumps([obj])  # in a list: a tuple at the top keeps its tag. Raises here, naming the type
         items, leased, payloads, ready, space = self._keys()
+        settings = self._settings()
+        # in a list: a tuple at the top keeps its tag. Raises here, naming the type
+        item, data = encode_item(self.client, obj, settings.max_payload, settings.result_expires)
+        if data is not None:
+            self.client.sadd(self.key(":data"), data)
         deadline = Deadline(timeout if block else 0)
-        while not self.client.eval(_PUT, 4, items, leased, payloads, ready, item, self.maxsize):
-            if not block or deadline.passed():
-                raise queue.Full
-            self.client.blpop([space], timeout=deadline.slice())
+        try:
+            while not self.client.eval(_PUT, 4, items, leased, payloads, ready, item, self.maxsize):
+                if not block or deadline.passed():
+                    raise queue.Full
+                self.client.blpop([space], timeout=deadline.slice())
+        except BaseException:
+            if data is not None:
+                self._drop_data([data])
+            raise
+
+    def _settings(self) -> Any:
+        self.client  # noqa: B018 - finds the app
+        return self._app.settings
+
+    def _drop_data(self, keys: list[str]) -> None:
+        """The arrays of items got for good (tasks/blobs.py): nobody will read them again."""
+        if keys:
+            self.client.srem(self.key(":data"), *keys)
+            self.client.delete(*keys)
 
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         items, leased, payloads, ready, space = self._keys()
@@ -139,12 +159,16 @@ class Queue(Shared):
             found = self.client.eval(_GET, 6, items, leased, payloads, ready, space, self.key(":ids"), lease)
             if found:
                 task_id, item = found
+                from tasks.payload import decode_item
+
+                value, data = decode_item(self.client, item, self._settings().max_payload)
                 if self.reliable:
                     self._taken.append(task_id.decode() if isinstance(task_id, bytes) else task_id)
+                    self._taken_data.append(data)
+                else:
+                    self._drop_data(data)
                 self._undone += 1
-                from tasks.encoding import loads
-
-                return loads(item)[0]
+                return value
             if not block or deadline.passed():
                 raise queue.Empty
             self.client.blpop([ready], timeout=deadline.slice())
@@ -157,6 +181,7 @@ class Queue(Shared):
         if self.reliable:
             _, leased, payloads, _, space = self._keys()
             self.client.eval(_DONE, 3, leased, payloads, space, self._taken.pop(0))
+            self._drop_data(self._taken_data.pop(0))
 
     def put_nowait(self, obj: Any) -> None:
         self.put(obj, block=False)
@@ -185,7 +210,8 @@ class Queue(Shared):
 
     def delete(self) -> None:
         """Remove the queue and everything in it, for every user of its name."""
-        self.client.delete(*self._keys(), self.key(":ids"))
+        data = [key.decode() for key in self.client.smembers(self.key(":data"))]
+        self.client.delete(*self._keys(), self.key(":ids"), self.key(":data"), *data)
 
     def __json__(self) -> dict[str, Any]:
         return {"name": self.name, "maxsize": self.maxsize, "reliable": self.reliable, "lease": self.lease}
