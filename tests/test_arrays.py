@@ -140,7 +140,8 @@ def test_arrays_travel_in_every_call(array_pool: Pool) -> None:
     back = array_pool.apply(userarrays.nested, (value,))
     assert same(back["rows"][0], one * 2) and type(back["pair"][0]) is np.int32
     assert same(back["pair"][1], two + 1) and type(back["pair"]) is tuple
-    assert [same(a, b) for a, b in zip(array_pool.imap(usertasks.identity, [one, two]), [one, two])] == [1, 1]
+    in_order = list(array_pool.imap(usertasks.identity, [one, two]))
+    assert same(in_order[0], one) and same(in_order[1], two)
     unordered = array_pool.imap_unordered(userarrays.total, [one, two], chunksize=1)
     assert sorted(unordered) == [3.0, 3.0]
     received: list[Any] = []
