@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from typing import Any
 
 from tasks.errors import RefusedTask
@@ -161,11 +162,13 @@ def safe_dtype(description: Any) -> Any:
     """The dtype described, refused (RefusedTask) if malformed or holding Python objects."""
     np = import_numpy()
     try:
-        if isinstance(description, str):
-            dtype = np.dtype(description)
-        else:
-            dtype = np.lib.format.descr_to_dtype(_as_tuples(description))
-    except (TypeError, ValueError, KeyError, SyntaxError) as error:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a deprecated alias is refused, not logged per message
+            if isinstance(description, str):
+                dtype = np.dtype(description)
+            else:
+                dtype = np.lib.format.descr_to_dtype(_as_tuples(description))
+    except Exception as error:  # whatever NumPy makes of a hostile description: refused
         raise RefusedTask(f"a message described an array's dtype badly ({error})") from None
     if dtype.hasobject:
         raise RefusedTask(f"a message described an array of Python objects ({dtype}): refused")
@@ -269,12 +272,18 @@ def scalar_from(found: dict[str, Any]) -> Any:
     dtype = safe_dtype(description)
     if dtype.kind not in _JSON_SCALAR_KINDS:
         raise RefusedTask(f"a message carried a NumPy scalar of dtype {dtype} as JSON")
+    numbers = (bool, int, float)
     try:
-        if dtype.kind in "mM":
-            return np.array(int(carried), dtype="i8").view(dtype)[()]
-        if dtype.kind == "c":
+        if dtype.kind in "mM" and type(carried) is int:
+            return np.array(carried, dtype="i8").view(dtype)[()]
+        if dtype.kind == "c" and type(carried) is list and len(carried) == 2:
             real, imaginary = carried
-            return dtype.type(complex(real, imaginary))
-        return dtype.type(carried)
-    except (TypeError, ValueError, OverflowError) as error:
+            if type(real) in numbers and type(imaginary) in numbers:
+                return dtype.type(complex(real, imaginary))
+        if dtype.kind in "biuf" and type(carried) in numbers:
+            return dtype.type(carried)
+    except Exception as error:  # whatever NumPy makes of a hostile value: refused
         raise RefusedTask(f"a message carried a bad NumPy scalar of dtype {dtype} ({error})") from None
+    raise RefusedTask(
+        f"a message carried a NumPy scalar of dtype {dtype} with a value of {type(carried).__name__}"
+    )
