@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from benchmarks import bench_tasks, lifecycle, work
+from benchmarks import bench_tasks, data, lifecycle, work
 from benchmarks.figures import Figure, Goal
 from benchmarks.harness import Bench, equal_to, median, percentile, sample, warm_up
 from tasks.examples import burn, square
@@ -311,6 +311,7 @@ WORKLOADS: dict[str, Workload] = {
     "map_async": lifecycle.map_async_at_scale,
     "terminate": lifecycle.terminate_backlog,
     "imap_unordered_stream": imap_unordered_stream,
+    "data": data.data_section,
 }
 
 

@@ -70,7 +70,9 @@ def _write(client: Any, key: str, mapping: dict[str, Any], expires: int) -> None
         pipe.execute()
 
 
-def fetch(client: Any, refs: Sequence[ArrayRef], max_payload: int, writable: bool = True) -> list[Any]:
+def fetch(
+    client: Any, refs: Sequence[ArrayRef], max_payload: int, writable: bool = True, mapped: bool = False
+) -> list[Any]:
     """The arrays these refs describe: from the sender's memory on the same host, the others read
     from Redis in one round trip. RefusedTask for bytes that are gone (the call was collected,
     abandoned or expired, or its sender ended) or do not match their description."""
@@ -82,7 +84,7 @@ def fetch(client: Any, refs: Sequence[ArrayRef], max_payload: int, writable: boo
     arrays: list[Any] = [None] * len(refs)
     remote = []
     for index, ref in enumerate(refs):
-        view = read_shared(ref.shared, ref.nbytes) if ref.shared is not None else None
+        view = read_shared(ref.shared, ref.nbytes, mapped, writable) if ref.shared is not None else None
         if view is None:
             remote.append(index)
         else:

@@ -12,6 +12,7 @@ an array, and decoding counts the references it met (tasks/encoding.py).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +40,9 @@ from tasks.held import REPLY_HEADER, hold, sweep, wants_shared
 pending_results: dict[str, list[tuple[str, Any]]] = {}
 # A worker process's `pool.put` values, read once each: the most recent HANDLES_KEPT.
 HANDLES_KEPT = 16
+HANDLES_CHECKED_EVERY = 1.0  # seconds between looks for kept values whose handle was deleted
 _handles: dict[str, Any] = {}
+_handles_checked_at = 0.0
 
 
 def externalize(value: Any, max_payload: int, where: str) -> tuple[Any, list[ArrayRef]]:
@@ -132,7 +135,7 @@ def result_with_refs(task: Task, value: Any, max_payload: int) -> Any:
     return value
 
 
-def resolve(value: Any, client: Any, max_payload: int, handles: bool = True) -> Any:
+def resolve(value: Any, client: Any, max_payload: int, handles: bool = True, mapped: bool = False) -> Any:
     """`value` with each ArrayRef replaced by its array, read in one round trip, and (if `handles`)
     each Handle by its value. RefusedTask for bytes that are gone or malformed; HandleDeleted
     for a deleted handle."""
@@ -142,7 +145,8 @@ def resolve(value: Any, client: Any, max_payload: int, handles: bool = True) -> 
         if type(item) is Refused:
             raise RefusedTask(item.reason)
     refs = [item for item in found if type(item) is ArrayRef]
-    arrays = {id(ref): array for ref, array in zip(refs, fetch(client, refs, max_payload), strict=True)}
+    fetched = fetch(client, refs, max_payload, mapped=mapped)
+    arrays = {id(ref): array for ref, array in zip(refs, fetched, strict=True)}
     if handles:
         values: dict[str, Any] = {}
         for item in found:
@@ -204,12 +208,29 @@ def handle_value(client: Any, handle: Handle, max_payload: int) -> Any:
     found: list[Any] = []
     _find(stored, found)
     refs = [item for item in found if type(item) is ArrayRef]
-    arrays = fetch(client, refs, max_payload, writable=False)
+    arrays = fetch(client, refs, max_payload, writable=False, mapped=True)
     value = _put_back(stored, {id(ref): array for ref, array in zip(refs, arrays, strict=True)})
     while len(_handles) >= HANDLES_KEPT:
         del _handles[next(iter(_handles))]
     _handles[handle.id] = value
     return value
+
+
+def forget_deleted_handles(client: Any) -> None:
+    """Let go of kept values whose handle was deleted (their memory with them), once a second."""
+    global _handles_checked_at
+    now = time.monotonic()
+    if not _handles or now - _handles_checked_at < HANDLES_CHECKED_EVERY:
+        return
+    _handles_checked_at = now
+    kept = list(_handles)
+    with client.pipeline(transaction=False) as pipe:
+        for handle_id in kept:
+            pipe.exists(Handle(handle_id).key)
+        found = pipe.execute()
+    for handle_id, exists in zip(kept, found, strict=True):
+        if not exists:
+            _handles.pop(handle_id, None)
 
 
 class FarpoolTask(Task):  # type: ignore[misc]
@@ -219,6 +240,7 @@ class FarpoolTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         sweep(self.app.backend.client)
+        forget_deleted_handles(self.app.backend.client)
         if encoding.take_references() and self.resolve_arguments:
             client, limit = self.app.backend.client, self.app.settings.max_payload
             args, kwargs = resolve((args, kwargs), client, limit)
