@@ -135,7 +135,8 @@ def put_once(bench: Bench, sizes: Any) -> list[Figure]:
             "",
             {"farpool": broker_mb / megabytes},
             goal=Goal("farpool", "<=", 4.0),
-            notes=f"{broker_mb:.1f} MB in and out of the broker per run (same host: the array stays in memory)",
+            notes=f"{broker_mb:.1f} MB in and out of the broker per run (same host: the array stays in "
+            "memory)",
         ),
     ]
 
