@@ -9,8 +9,7 @@ import runpy
 import signal
 import sys
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -275,9 +274,10 @@ def result(result_id: str, timeout: float | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cluster(as_json: bool) -> None:
-    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores, load, memory, what runs; and
-    the queue depth."""
+    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores (physical/logical), CPU
+    model, caches, load, memory, what runs; and the queue depth."""
     from producer.cluster import announced_workers, queue_depth
+    from producer.display import cluster_json, cluster_lines
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from tasks import app
@@ -287,7 +287,7 @@ def cluster(as_json: bool) -> None:
     workers = announced_workers(app, app.settings.queue)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
-        rows = [worker.__dict__ for worker in workers]
+        rows = [cluster_json(worker) for worker in workers]
         echo_json(
             {
                 "broker": mask_url(app.settings.broker_url),
@@ -298,24 +298,8 @@ def cluster(as_json: bool) -> None:
         )
         return
     click.echo(f"broker {mask_url(app.settings.broker_url)}, queue {app.settings.queue!r}: {depth} waiting")
-    table(
-        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total", "running"],
-        [
-            [
-                w.name,
-                w.host,
-                w.pool,
-                str(w.processes),
-                str(w.cores),
-                " ".join(f"{x:.2f}" for x in w.load),
-                memory(w.memory_available, w.memory_total),
-                running(w.running),
-            ]
-            for w in workers
-        ],
-    )
-    total = sum(w.processes for w in workers)
-    click.echo(f"{len(workers)} worker(s), {total} processes")
+    for line in cluster_lines(workers):
+        click.echo(line)
     if not workers:
         fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
 
@@ -370,25 +354,6 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
         click.echo(f"advice: distributing pays off ({advice.speedup:.2f}x; {worth})")
     else:
         click.echo(f"advice: run it locally: the round trips eat the gain ({advice.speedup:.2f}x; {worth})")
-
-
-def running(functions: Iterable[str]) -> str:
-    """`square (2), cube`: what the busy processes run; `-` when none is."""
-    counts = Counter(functions)
-    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items()) or "-"
-
-
-def memory(available: int | None, total: int | None) -> str:
-    if not total:
-        return "?"
-    return f"{(available or 0) / 2**30:.1f}/{total / 2**30:.1f} GiB"
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> None:
-    rows = [header, *rows]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 @cli.command("tasks")
