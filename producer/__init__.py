@@ -16,12 +16,15 @@ from producer.errors import (
 from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
+from tasks.completed import CompletedProgram
 from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
+from tasks.programs import run
 
 __all__ = [
     "AsyncResult",
     "BoundedSemaphore",
     "BrokerUnavailable",
+    "CompletedProgram",
     "Event",
     "FarpoolError",
     "Lock",
@@ -35,4 +38,5 @@ __all__ = [
     "TimeoutError",
     "UnknownResult",
     "result",
+    "run",
 ]

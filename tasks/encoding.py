@@ -10,9 +10,13 @@ multiprocessing (pickle) keeps them all, so farpool tags them instead, and never
     Lock("x")     -> {"__farpool__": "Lock", "items": [{"name": "x", "lease": 60.0}]}
                      (Semaphore, BoundedSemaphore, Queue and Event likewise: by name)
 
+    CompletedProgram(["echo", "hi"], 0, b"hi\n", b"")
+                  -> {"__farpool__": "CompletedProgram",
+                      "items": [["echo", "hi"], 0, <bytes>, <bytes>, []]}   (tasks/programs.py's result)
+
 bytes, datetimes, Decimal and UUID travel as kombu's JSON already carries them. Only these
-types are rebuilt on decoding: a tag names a container or one of tasks/coordination's classes,
-never a class to import.
+types are rebuilt on decoding: a tag names a container, one of tasks/coordination's classes or
+tasks/completed.py's CompletedProgram, never a class to import.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 from kombu.serialization import register
 from kombu.utils import json as kombu_json
 
+from tasks.completed import CompletedProgram
 from tasks.coordination.base import KINDS, rebuild
 
 SERIALIZER = "farpool-json"  # config/celeryconfig.py names it for Celery
@@ -36,6 +41,7 @@ _BUILD: dict[str, Callable[[list[Any]], Any]] = {
     "set": set,
     "frozenset": frozenset,
     "dict": lambda pairs: {key: value for key, value in pairs},
+    "CompletedProgram": lambda fields: CompletedProgram(*fields),
 }
 
 
@@ -85,6 +91,8 @@ def tagged(value: Any) -> Any:
         return {TAG: "tuple", "items": [tagged(item) for item in value]}
     if kind is set or kind is frozenset:
         return {TAG: kind.__name__, "items": [tagged(item) for item in value]}
+    if kind is CompletedProgram:
+        return {TAG: "CompletedProgram", "items": [tagged(field) for field in value.__json__()]}
     if kind in KINDS.values():
         return {TAG: kind.__name__, "items": [value.__json__()]}
     return value  # kombu's JSON carries it (bytes, datetime, ...) or says it cannot
