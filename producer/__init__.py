@@ -4,6 +4,7 @@ from producer.packages import check_own_packages
 
 check_own_packages()  # before `tasks` or `config` is imported: a user's own file may shadow them
 
+from producer.advice import Advice, advise
 from producer.attach import result
 from producer.errors import (
     BrokerUnavailable,
@@ -21,6 +22,7 @@ from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
 from tasks.programs import run
 
 __all__ = [
+    "Advice",
     "AsyncResult",
     "BoundedSemaphore",
     "BrokerUnavailable",
@@ -37,6 +39,7 @@ __all__ = [
     "Semaphore",
     "TimeoutError",
     "UnknownResult",
+    "advise",
     "result",
     "run",
 ]

@@ -325,35 +325,21 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     """Whether mapping TASK over --items items pays off on this cluster, and the chunksize.
 
     TASK runs here, in this process, on each --sample item, for real (side effects included),
-    until --budget seconds are spent; then a few trivial tasks time the cluster's round trip.
+    until --budget seconds are spent; then the cluster moves the sample and its results (their
+    size and time to send), and a few trivial tasks time its round trip. The verdict names the
+    dominant cost, and says when an item exceeds the workers' L2 cache.
     """
-    from producer.advise import PAYS_OFF, plan, round_trip, time_locally, transfer_time
+    from producer.advice import measure, report
     from producer.pool import Pool
     from producer.registry import task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
-    item_seconds, ran = time_locally(app.tasks[name].run, values, budget)
     with Pool() as pool:
-        advice = plan(
-            item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
-        )
-    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {ran} run here)")
-    click.echo(
-        f"cluster: {advice.processes} processes, round trip {advice.round_trip * 1e3:.2f} ms, "
-        f"moving an item there and back {advice.transfer_seconds * 1e6:.1f} µs"
-    )
-    click.echo(
-        f"{items:,} items: serial {advice.serial_seconds:.2f} s; on the cluster about "
-        f"{advice.cluster_seconds:.2f} s with chunksize={advice.chunksize} "
-        f"(speed-up {advice.speedup:.2f}x)"
-    )
-    worth = f"a cluster is worth it from {PAYS_OFF:.2f}x"
-    if advice.pays_off:
-        click.echo(f"advice: distributing pays off ({advice.speedup:.2f}x; {worth})")
-    else:
-        click.echo(f"advice: run it locally: the round trips eat the gain ({advice.speedup:.2f}x; {worth})")
+        advice, ran = measure(name, values, items, budget, pool)
+    for line in report(name, advice, ran):
+        click.echo(line)
 
 
 @cli.command("tasks")
