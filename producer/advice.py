@@ -25,7 +25,7 @@ from tasks.contract import dumps, is_reference
 OVERHEAD_RATIO = 20  # as imap's sizer: a chunk's work ≈ 20 round trips, so overhead ≤ 5 %
 PAYS_OFF = 1.2  # a speed-up below this is not worth a cluster
 TRANSFER_ITEMS = 20_000  # items moved to time the transfer, at most...
-TRANSFER_BYTES = 32 * 2**20  # ...and at most this many bytes of them (a large item: fewer)
+TRANSFER_BYTES = 8 * 2**20  # ...and at most this many bytes of them (a large item: fewer)
 
 
 @dataclass(frozen=True)
