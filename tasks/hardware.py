@@ -46,13 +46,17 @@ def caches(folder: Path = CACHE_DIR) -> dict[str, int]:
     return found
 
 
+MODEL_FIELDS = ("model name", "hardware", "cpu model")  # x86 and most ARM; older ARM; MIPS
+
+
 def cpu_model(path: Path = CPUINFO) -> str:
-    """The first `model name` of /proc/cpuinfo (x86, most ARM); empty when there is none."""
+    """The CPU's model from /proc/cpuinfo (its first `model name`, or what other architectures
+    call it); empty when there is none."""
     try:
         with path.open() as cpuinfo:
             for line in cpuinfo:
                 name, _, value = line.partition(":")
-                if name.strip() == "model name":
+                if name.strip().lower() in MODEL_FIELDS:
                     return value.strip()
     except OSError:
         pass
