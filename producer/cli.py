@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import runpy
@@ -17,6 +16,15 @@ import redis
 from kombu.exceptions import OperationalError
 
 from config import SettingsError, mask_url
+from producer.cli_support import (
+    GLOBAL_OPTIONS,
+    echo_json,
+    flag,
+    items_from,
+    map_options,
+    parse_json,
+    setup_logging,
+)
 from producer.errors import FarpoolError
 from tasks.contract import DEMO_SCRIPT
 
@@ -28,52 +36,6 @@ CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `ls | head`: a no
 def fail(message: str, code: int) -> NoReturn:
     click.echo(f"farpool: {message}", err=True)
     sys.exit(code)
-
-
-def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.meta[f"farpool.{param.name}"] = True
-
-
-# Accepted before the subcommand and after it (`farpool map --debug ...`).
-GLOBAL_OPTIONS = [
-    click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_flag, help="Show tracebacks."),
-    click.Option(
-        ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_flag, help="Only errors on stderr."
-    ),
-    click.Option(
-        ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_flag, help="More on stderr."
-    ),
-]
-
-
-def _flag(ctx: click.Context, name: str) -> bool:
-    return bool(ctx.meta.get(f"farpool.{name}"))
-
-
-def setup_logging(ctx: click.Context) -> None:
-    """farpool's messages (the `farpool` logger) on stderr: INFO, WARNING with -q, DEBUG with -v."""
-    level = logging.INFO
-    if _flag(ctx, "quiet") or _flag(ctx, "verbose"):
-        level = logging.WARNING if _flag(ctx, "quiet") else logging.DEBUG
-    logger = logging.getLogger("farpool")
-    if not any(getattr(handler, "farpool_cli", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("farpool: %(message)s"))
-        handler.farpool_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    if level == logging.DEBUG:
-        from tasks import app
-
-        settings = app.settings
-        logger.debug(
-            "broker %s, result backend %s, queue %r, data %s",
-            mask_url(settings.broker_url),
-            mask_url(settings.backend_url),
-            settings.queue,
-            settings.data_dir,
-        )
 
 
 class FarpoolGroup(click.Group):
@@ -90,63 +52,26 @@ class FarpoolGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(CLOSED_PIPE)
         except (OperationalError, redis.ConnectionError) as error:
-            if _flag(ctx, "debug"):
+            if flag(ctx, "debug"):
                 raise
             fail(f"cannot reach the broker or the result backend: {error}", USAGE_ERROR)
         except (SettingsError, FarpoolError) as error:
-            if _flag(ctx, "debug"):
+            if flag(ctx, "debug"):
                 raise
             fail(str(error), USAGE_ERROR)
         except (TypeError, ValueError) as error:
-            debug = _flag(ctx, "debug")
+            debug = flag(ctx, "debug")
             if debug or getattr(error, "__cause__", None) is not None:
                 raise_task_error(error, debug)
             fail(str(error), USAGE_ERROR)
         except Exception as error:
-            raise_task_error(error, _flag(ctx, "debug"))
+            raise_task_error(error, flag(ctx, "debug"))
 
 
 def raise_task_error(error: Exception, debug: bool) -> NoReturn:
     if debug:
         raise error
     fail(f"{type(error).__name__}: {error}", TASK_ERROR)
-
-
-def parse_json(values: Sequence[str], what: str) -> list[Any]:
-    parsed = []
-    for index, text in enumerate(values):
-        try:
-            parsed.append(json.loads(text))
-        except json.JSONDecodeError as error:
-            hint = ""
-            if text and text[0] not in '[{"-0123456789' and text not in ("true", "false", "null"):
-                hint = f"; a string is quoted twice, once for the shell: '\"{text}\"'"
-            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}{hint}") from None
-    return parsed
-
-
-def parse_range(text: str) -> range:
-    parts = text.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        return range(*(int(part) for part in parts))
-    except ValueError:
-        raise click.UsageError(f"bad --range {text!r}: expected START:STOP or START:STOP:STEP") from None
-
-
-def items_from(items: Sequence[str], span: str | None) -> list[Any] | range:
-    if span is not None and items:
-        raise click.UsageError("give ITEMS or --range, not both")
-    if span is not None:
-        return parse_range(span)
-    if not items:
-        raise click.UsageError("no items: give ITEMS (JSON values) or --range START:STOP")
-    return parse_json(items, "item")
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value))
 
 
 @click.group(cls=FarpoolGroup)
@@ -161,19 +86,6 @@ def demo() -> None:
     # Run as the script it is, under its module name in farpool's package, which every worker
     # allows (tasks.contract.DEMO_SCRIPT): the workers of any cluster can call its square.
     runpy.run_module(DEMO_SCRIPT, run_name="__main__", alter_sys=True)
-
-
-def map_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
-        [
-            click.argument("task"),
-            click.argument("items", nargs=-1),
-            click.option("--range", "span", metavar="A:B", help="Map over range(A, B[, STEP])."),
-            click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk."),
-        ]
-    ):
-        command = option(command)
-    return command
 
 
 @cli.command("map")
