@@ -40,6 +40,18 @@ def test_run_is_the_same_function_from_tasks_and_producer() -> None:
     assert tasks.run is run
 
 
+def test_run_alone_is_callable_by_reference_in_tasks_programs() -> None:
+    from tasks.contract import BUILT_IN_ALLOWED
+    from tasks.references import resolve
+
+    assert resolve("tasks.programs:run", BUILT_IN_ALLOWED) is run
+    for helper in ("program_path", "execute", "listed_programs"):  # imported, not defined there
+        with pytest.raises(RefusedTask, match="not defined there"):
+            resolve(f"tasks.programs:{helper}", BUILT_IN_ALLOWED)
+    with pytest.raises(RefusedTask, match="not in FARPOOL_INCLUDE"):
+        resolve("tasks.launch:execute", BUILT_IN_ALLOWED)
+
+
 def test_the_result_travels_as_a_completed_process() -> None:
     done = CompletedProgram(["echo", "é"], -9, b"\xff\x00", "text", ["stdout"])
     back = loads(dumps([done]))[0]
@@ -132,7 +144,7 @@ def test_output_beyond_the_cap_is_cut_and_said(pool: Pool) -> None:
 
 
 def test_the_worker_resolves_listed_names_on_its_own_path() -> None:
-    from tasks.programs import program_path
+    from tasks.launch import program_path
 
     assert os.path.isabs(program_path("echo", ["echo"]))
     assert program_path("/bin/echo", ["/bin/echo"]) == "/bin/echo"
