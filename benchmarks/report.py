@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.figures import IMPLEMENTATIONS, Figure, format_value
+from tasks import hardware
 
 COLUMNS = ("workload", "figure", "farpool", "multiprocessing", "naive celery", "ratio", "goal", "met?")
 LABELS = {"farpool": "farpool", "multiprocessing": "multiprocessing.Pool", "celery": "naive Celery group"}
@@ -18,14 +19,7 @@ COLOURS = {"farpool": "#1f77b4", "multiprocessing": "#7f7f7f", "celery": "#ff7f0
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return hardware.cpu_model() or platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:

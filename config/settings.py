@@ -6,11 +6,13 @@ import os
 from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import psutil
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BROKER_SCHEMES = ("redis", "rediss", "sentinel")
 ENV_PREFIX = "FARPOOL_"
+CORE_KINDS = ("physical", "logical")
 
 
 class SettingsError(ValueError):
@@ -29,6 +31,15 @@ def _mask_one(url: str) -> str:
     user = parts.username or ""
     host = parts.netloc.rpartition("@")[2]  # as written: a bad port is shown, not parsed
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def core_count(kind: str) -> int:
+    """This machine's physical cores (one per core, whatever its hardware threads) or logical
+    CPUs (every hardware thread), as the kernel reports them; logical when physical is unknown."""
+    logical = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    if kind == "logical":
+        return logical
+    return psutil.cpu_count(logical=False) or logical
 
 
 def _check_redis_url(url: str, what: str) -> str:
@@ -60,11 +71,13 @@ class Settings(BaseSettings):
 
     broker_url: str = "redis://127.0.0.1:6379/0"
     result_backend: str | None = None
-    concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    # A number, or `physical` / `logical`: this machine's count, resolved where the settings are read
+    concurrency: int = Field(default_factory=lambda: core_count("logical"), ge=1)
     embedded_broker: Literal["auto", "never"] = "auto"
     include: Annotated[tuple[str, ...], NoDecode] = ()
     allow: Annotated[tuple[str, ...], NoDecode] = ()
     import_path: Annotated[tuple[str, ...], NoDecode] = ()
+    programs: Annotated[tuple[str, ...], NoDecode] = ()
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
     result_expires: int = Field(default=86400, ge=1)
@@ -93,7 +106,16 @@ class Settings(BaseSettings):
     def _backend_scheme(cls, url: str | None) -> str | None:
         return None if not url else _check_redis_url(url, "the result backend URL")
 
-    @field_validator("include", "allow", mode="before")
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _core_kind(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in CORE_KINDS:
+            return core_count(value.strip().lower())
+        if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+            raise ValueError("a whole number of processes, or `physical` or `logical` (this host's count)")
+        return value
+
+    @field_validator("include", "allow", "programs", mode="before")
     @classmethod
     def _split_modules(cls, value: object) -> object:
         if isinstance(value, str):

@@ -4,6 +4,7 @@ from producer.packages import check_own_packages
 
 check_own_packages()  # before `tasks` or `config` is imported: a user's own file may shadow them
 
+from producer.advice import Advice, advise
 from producer.attach import result
 from producer.errors import (
     BrokerUnavailable,
@@ -18,12 +19,16 @@ from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
 from tasks.blobs import HandleDeleted
+from tasks.completed import CompletedProgram
 from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore
+from tasks.programs import run
 
 __all__ = [
+    "Advice",
     "AsyncResult",
     "BoundedSemaphore",
     "BrokerUnavailable",
+    "CompletedProgram",
     "Event",
     "FarpoolError",
     "HandleDeleted",
@@ -38,5 +43,7 @@ __all__ = [
     "Semaphore",
     "TimeoutError",
     "UnknownResult",
+    "advise",
     "result",
+    "run",
 ]

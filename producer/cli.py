@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import runpy
 import signal
 import sys
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import click
@@ -18,6 +16,15 @@ import redis
 from kombu.exceptions import OperationalError
 
 from config import SettingsError, mask_url
+from producer.cli_support import (
+    GLOBAL_OPTIONS,
+    echo_json,
+    flag,
+    items_from,
+    map_options,
+    parse_json,
+    setup_logging,
+)
 from producer.errors import FarpoolError
 from tasks.contract import DEMO_SCRIPT
 
@@ -29,52 +36,6 @@ CLOSED_PIPE = 128 + signal.SIGPIPE  # what a shell reports for `ls | head`: a no
 def fail(message: str, code: int) -> NoReturn:
     click.echo(f"farpool: {message}", err=True)
     sys.exit(code)
-
-
-def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value:
-        ctx.meta[f"farpool.{param.name}"] = True
-
-
-# Accepted before the subcommand and after it (`farpool map --debug ...`).
-GLOBAL_OPTIONS = [
-    click.Option(["--debug"], is_flag=True, expose_value=False, callback=_set_flag, help="Show tracebacks."),
-    click.Option(
-        ["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_flag, help="Only errors on stderr."
-    ),
-    click.Option(
-        ["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_flag, help="More on stderr."
-    ),
-]
-
-
-def _flag(ctx: click.Context, name: str) -> bool:
-    return bool(ctx.meta.get(f"farpool.{name}"))
-
-
-def setup_logging(ctx: click.Context) -> None:
-    """farpool's messages (the `farpool` logger) on stderr: INFO, WARNING with -q, DEBUG with -v."""
-    level = logging.INFO
-    if _flag(ctx, "quiet") or _flag(ctx, "verbose"):
-        level = logging.WARNING if _flag(ctx, "quiet") else logging.DEBUG
-    logger = logging.getLogger("farpool")
-    if not any(getattr(handler, "farpool_cli", False) for handler in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("farpool: %(message)s"))
-        handler.farpool_cli = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
-    logger.setLevel(level)
-    if level == logging.DEBUG:
-        from tasks import app
-
-        settings = app.settings
-        logger.debug(
-            "broker %s, result backend %s, queue %r, data %s",
-            mask_url(settings.broker_url),
-            mask_url(settings.backend_url),
-            settings.queue,
-            settings.data_dir,
-        )
 
 
 class FarpoolGroup(click.Group):
@@ -91,63 +52,26 @@ class FarpoolGroup(click.Group):
             os.dup2(devnull, sys.stdout.fileno())
             sys.exit(CLOSED_PIPE)
         except (OperationalError, redis.ConnectionError) as error:
-            if _flag(ctx, "debug"):
+            if flag(ctx, "debug"):
                 raise
             fail(f"cannot reach the broker or the result backend: {error}", USAGE_ERROR)
         except (SettingsError, FarpoolError) as error:
-            if _flag(ctx, "debug"):
+            if flag(ctx, "debug"):
                 raise
             fail(str(error), USAGE_ERROR)
         except (TypeError, ValueError) as error:
-            debug = _flag(ctx, "debug")
+            debug = flag(ctx, "debug")
             if debug or getattr(error, "__cause__", None) is not None:
                 raise_task_error(error, debug)
             fail(str(error), USAGE_ERROR)
         except Exception as error:
-            raise_task_error(error, _flag(ctx, "debug"))
+            raise_task_error(error, flag(ctx, "debug"))
 
 
 def raise_task_error(error: Exception, debug: bool) -> NoReturn:
     if debug:
         raise error
     fail(f"{type(error).__name__}: {error}", TASK_ERROR)
-
-
-def parse_json(values: Sequence[str], what: str) -> list[Any]:
-    parsed = []
-    for index, text in enumerate(values):
-        try:
-            parsed.append(json.loads(text))
-        except json.JSONDecodeError as error:
-            hint = ""
-            if text and text[0] not in '[{"-0123456789' and text not in ("true", "false", "null"):
-                hint = f"; a string is quoted twice, once for the shell: '\"{text}\"'"
-            raise click.UsageError(f"{what} {index} is not JSON ({error.msg}): {text!r}{hint}") from None
-    return parsed
-
-
-def parse_range(text: str) -> range:
-    parts = text.split(":")
-    try:
-        if len(parts) not in (2, 3):
-            raise ValueError
-        return range(*(int(part) for part in parts))
-    except ValueError:
-        raise click.UsageError(f"bad --range {text!r}: expected START:STOP or START:STOP:STEP") from None
-
-
-def items_from(items: Sequence[str], span: str | None) -> list[Any] | range:
-    if span is not None and items:
-        raise click.UsageError("give ITEMS or --range, not both")
-    if span is not None:
-        return parse_range(span)
-    if not items:
-        raise click.UsageError("no items: give ITEMS (JSON values) or --range START:STOP")
-    return parse_json(items, "item")
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value))
 
 
 @click.group(cls=FarpoolGroup)
@@ -162,19 +86,6 @@ def demo() -> None:
     # Run as the script it is, under its module name in farpool's package, which every worker
     # allows (tasks.contract.DEMO_SCRIPT): the workers of any cluster can call its square.
     runpy.run_module(DEMO_SCRIPT, run_name="__main__", alter_sys=True)
-
-
-def map_options(command: Callable[..., None]) -> Callable[..., None]:
-    for option in reversed(
-        [
-            click.argument("task"),
-            click.argument("items", nargs=-1),
-            click.option("--range", "span", metavar="A:B", help="Map over range(A, B[, STEP])."),
-            click.option("--chunksize", type=click.IntRange(min=1), help="Items per chunk."),
-        ]
-    ):
-        command = option(command)
-    return command
 
 
 @cli.command("map")
@@ -275,9 +186,10 @@ def result(result_id: str, timeout: float | None) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def cluster(as_json: bool) -> None:
-    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores, load, memory, what runs; and
-    the queue depth."""
+    """The online workers of FARPOOL_QUEUE: host, pool, processes, cores (physical/logical), CPU
+    model, caches, load, memory, what runs; and the queue depth."""
     from producer.cluster import announced_workers, queue_depth
+    from producer.display import cluster_json, cluster_lines
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from tasks import app
@@ -287,7 +199,7 @@ def cluster(as_json: bool) -> None:
     workers = announced_workers(app, app.settings.queue)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
-        rows = [worker.__dict__ for worker in workers]
+        rows = [cluster_json(worker) for worker in workers]
         echo_json(
             {
                 "broker": mask_url(app.settings.broker_url),
@@ -298,24 +210,8 @@ def cluster(as_json: bool) -> None:
         )
         return
     click.echo(f"broker {mask_url(app.settings.broker_url)}, queue {app.settings.queue!r}: {depth} waiting")
-    table(
-        ["worker", "host", "pool", "processes", "cores", "load (1/5/15 min)", "memory free/total", "running"],
-        [
-            [
-                w.name,
-                w.host,
-                w.pool,
-                str(w.processes),
-                str(w.cores),
-                " ".join(f"{x:.2f}" for x in w.load),
-                memory(w.memory_available, w.memory_total),
-                running(w.running),
-            ]
-            for w in workers
-        ],
-    )
-    total = sum(w.processes for w in workers)
-    click.echo(f"{len(workers)} worker(s), {total} processes")
+    for line in cluster_lines(workers):
+        click.echo(line)
     if not workers:
         fail("no worker online: start one with `celery -A tasks worker` (or `farpool up`)", TASK_ERROR)
 
@@ -341,54 +237,21 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     """Whether mapping TASK over --items items pays off on this cluster, and the chunksize.
 
     TASK runs here, in this process, on each --sample item, for real (side effects included),
-    until --budget seconds are spent; then a few trivial tasks time the cluster's round trip.
+    until --budget seconds are spent; then the cluster moves the sample and its results (their
+    size and time to send), and a few trivial tasks time its round trip. The verdict names the
+    dominant cost, and says when an item exceeds the workers' L2 cache.
     """
-    from producer.advise import PAYS_OFF, plan, round_trip, time_locally, transfer_time
+    from producer.advice import measure, report
     from producer.pool import Pool
     from producer.registry import task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
-    item_seconds, ran = time_locally(app.tasks[name].run, values, budget)
     with Pool() as pool:
-        advice = plan(
-            item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
-        )
-    click.echo(f"{name}: {advice.item_seconds * 1e3:.3f} ms per item (median of {ran} run here)")
-    click.echo(
-        f"cluster: {advice.processes} processes, round trip {advice.round_trip * 1e3:.2f} ms, "
-        f"moving an item there and back {advice.transfer_seconds * 1e6:.1f} µs"
-    )
-    click.echo(
-        f"{items:,} items: serial {advice.serial_seconds:.2f} s; on the cluster about "
-        f"{advice.cluster_seconds:.2f} s with chunksize={advice.chunksize} "
-        f"(speed-up {advice.speedup:.2f}x)"
-    )
-    worth = f"a cluster is worth it from {PAYS_OFF:.2f}x"
-    if advice.pays_off:
-        click.echo(f"advice: distributing pays off ({advice.speedup:.2f}x; {worth})")
-    else:
-        click.echo(f"advice: run it locally: the round trips eat the gain ({advice.speedup:.2f}x; {worth})")
-
-
-def running(functions: Iterable[str]) -> str:
-    """`square (2), cube`: what the busy processes run; `-` when none is."""
-    counts = Counter(functions)
-    return ", ".join(f"{name} ({count})" if count > 1 else name for name, count in counts.items()) or "-"
-
-
-def memory(available: int | None, total: int | None) -> str:
-    if not total:
-        return "?"
-    return f"{(available or 0) / 2**30:.1f}/{total / 2**30:.1f} GiB"
-
-
-def table(header: list[str], rows: Iterable[list[str]]) -> None:
-    rows = [header, *rows]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
-    for row in rows:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        advice, ran = measure(name, values, items, budget, pool)
+    for line in report(name, advice, ran):
+        click.echo(line)
 
 
 @cli.command("tasks")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import uuid
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import psutil
 from celery import Celery
 from kombu.exceptions import ChannelError
 
@@ -38,10 +38,18 @@ class WorkerInfo:
     running: tuple[str, ...]  # the function each busy process runs
     tasks: tuple[str, ...]  # the tasks it has registered
     allowlist: tuple[str, ...]  # the modules whose plain functions it calls
-    cores: int
+    cores: int  # logical CPUs (hardware threads)
     load: tuple[float, ...]
     memory_total: int | None
     memory_available: int | None
+    physical_cores: int  # 0: the worker did not say (an older farpool)
+    cpu_model: str
+    caches: dict[str, int]  # bytes by name: L1d, L1i, L2, L3 (the caches one CPU sees)
+
+    @property
+    def oversubscribed(self) -> bool:
+        """More processes than physical cores: CPU-bound tasks share cores, hardware threads at best."""
+        return 0 < self.physical_cores < self.processes
 
 
 def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
@@ -59,6 +67,9 @@ def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
         load=tuple(reply.get("load", ())),
         memory_total=memory.get("total"),
         memory_available=memory.get("available"),
+        physical_cores=int(reply.get("physical_cores", 0)),
+        cpu_model=str(reply.get("cpu_model", "")),
+        caches={str(name): int(size) for name, size in dict(reply.get("caches", {})).items()},
     )
 
 
@@ -315,15 +326,18 @@ def queue_depth(app: Celery, queue: str) -> int:
             return 0
 
 
+def _children(pid: int, recursive: bool) -> list[int]:
+    try:
+        return [child.pid for child in psutil.Process(pid).children(recursive=recursive)]
+    except psutil.Error:  # gone, or not ours to see
+        return []
+
+
 def child_pids(pid: int) -> list[int]:
-    """The direct children of process `pid`, from /proc (Linux); [] once it is gone."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
-            found += [int(child) for child in (task / "children").read_text().split()]
-    return found
+    """The direct children of process `pid` (psutil); [] once it is gone."""
+    return _children(pid, recursive=False)
 
 
 def descendant_pids(pid: int) -> list[int]:
     """Every process below `pid`: a worker's prefork children, a cluster's servers."""
-    return [pid for child in child_pids(pid) for pid in (child, *descendant_pids(child))]
+    return _children(pid, recursive=True)

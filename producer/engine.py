@@ -21,7 +21,7 @@ import tasks
 from config import mask_url
 from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
-from producer.cluster import LocalCluster, announced_workers
+from producer.cluster import LocalCluster, WorkerInfo, announced_workers
 from producer.embedded import server_address
 from producer.errors import NoWorkersError
 from producer.handles import HandleStore, PutHandle
@@ -323,6 +323,15 @@ class PoolEngine:
     def cluster_processes(self) -> int:
         """The total concurrency of the workers online when the pool started."""
         return self._cluster_processes
+
+    @property
+    def app(self) -> tasks.FarpoolCelery:
+        """The farpool app this pool sends through."""
+        return self._app
+
+    def workers(self) -> list[WorkerInfo]:
+        """The workers announced on this pool's queue now (tasks/presence.py): their hardware too."""
+        return announced_workers(self._app, self._settings.queue)
 
     def close(self) -> None:
         """No more work will be submitted; join() then waits for what is in flight."""

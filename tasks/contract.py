@@ -21,7 +21,8 @@ CALL = "farpool.call"
 EXECUTORS = frozenset({MAP_CHUNK, STARMAP_CHUNK, GATHER, CALL})
 # The seed's script as farpool ships it (`farpool demo`): every worker may call its square.
 DEMO_SCRIPT = "producer.demo.pool_multiprocessing"
-BUILT_IN_ALLOWED = ("tasks.examples", DEMO_SCRIPT)
+# tasks.programs: its `run` runs only the programs each worker lists (FARPOOL_PROGRAMS, empty by default)
+BUILT_IN_ALLOWED = ("tasks.examples", "tasks.programs", DEMO_SCRIPT)
 # farpool's own modules: their functions are never called by reference.
 FARPOOL_MODULES = ("tasks.chunks", "tasks.contract", "tasks.references")
 

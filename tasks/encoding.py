@@ -10,6 +10,9 @@ multiprocessing (pickle) keeps them all, so farpool tags them instead, and never
     Lock("x")     -> {"__farpool__": "Lock", "items": [{"name": "x", "lease": 60.0}]}
                      (Semaphore, BoundedSemaphore, Queue and Event likewise: by name)
 
+    CompletedProgram(["echo", "hi"], 0, b"hi\n", b"")
+                  -> {"__farpool__": "CompletedProgram",
+                      "items": [["echo", "hi"], 0, <bytes>, <bytes>, []]}   (tasks/programs.py's result)
     np.float32(1.5) -> {"__farpool__": "numpy", "dtype": "<f4", "value": 1.5}
     an ndarray      -> {"__farpool__": "ndarray", "dtype": "<f8", "shape": [3], ...}
                        (its bytes beside the message: tasks/arrays.py, tasks/blobs.py)
@@ -17,7 +20,8 @@ multiprocessing (pickle) keeps them all, so farpool tags them instead, and never
 
 bytes, datetimes, Decimal and UUID travel as kombu's JSON already carries them. Only these
 types are rebuilt on decoding: a tag names a container, one of tasks/coordination's classes,
-or a NumPy dtype that holds no objects, never a class to import.
+tasks/completed.py's CompletedProgram, or a NumPy dtype that holds no objects, never a class
+to import.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from kombu.utils import json as kombu_json
 
 from tasks import arrays
 from tasks.blobs import Handle
+from tasks.completed import CompletedProgram
 from tasks.coordination.base import KINDS, rebuild
 from tasks.errors import RefusedTask
 
@@ -45,6 +50,7 @@ _BUILD: dict[str, Callable[[list[Any]], Any]] = {
     "set": set,
     "frozenset": frozenset,
     "dict": lambda pairs: {key: value for key, value in pairs},
+    "CompletedProgram": lambda fields: CompletedProgram(*fields),
 }
 _decoded = threading.local()  # how many array references and handles this thread decoded
 
@@ -107,6 +113,8 @@ def tagged(value: Any) -> Any:
         return {TAG: "tuple", "items": [tagged(item) for item in value]}
     if kind is set or kind is frozenset:
         return {TAG: kind.__name__, "items": [tagged(item) for item in value]}
+    if kind is CompletedProgram:
+        return {TAG: "CompletedProgram", "items": [tagged(field) for field in value.__json__()]}
     if kind in KINDS.values():
         return {TAG: kind.__name__, "items": [value.__json__()]}
     if kind is arrays.ArrayRef:

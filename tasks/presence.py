@@ -21,6 +21,7 @@ from celery.worker import state as worker_state
 from celery.worker.consumer.tasks import Tasks
 
 from tasks.contract import is_internal
+from tasks.hardware import describe_hardware
 from tasks.shared_memory import machine_id
 from tasks.steps import RepeatingStep
 
@@ -69,21 +70,6 @@ def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
     return [json.loads(text) for text in found if text]
 
 
-def _memory() -> dict[str, int]:
-    """Total and available memory in bytes, from /proc/meminfo (empty elsewhere)."""
-    wanted = {"MemTotal": "total", "MemAvailable": "available"}
-    found: dict[str, int] = {}
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                name, _, rest = line.partition(":")
-                if name in wanted:
-                    found[wanted[name]] = int(rest.split()[0]) * 1024
-    except OSError:
-        pass
-    return found
-
-
 def running_function(name: str, label: str) -> str:
     """The function a running request calls: from farpool's label (`square × 3 items [chunk
     1/5]`, `square(…)`) for its executors, the task's own name otherwise."""
@@ -93,8 +79,10 @@ def running_function(name: str, label: str) -> str:
 
 
 def describe(consumer: Any) -> dict[str, Any]:
-    """Pool type and size, consumed queues, tasks, what runs now, and the host's cores, load and
-    memory: what a producer and `farpool cluster` need to know of this worker without asking it."""
+    """Pool type and size, consumed queues, tasks, what runs now, and the host's cores (physical,
+    logical), CPU model, caches, load and memory (tasks/hardware.py): what a producer and
+    `farpool cluster` need to know of this worker without asking it."""
+    hardware = describe_hardware()
     pool_info = consumer.pool.info if consumer.pool is not None else {}
     task_consumer = consumer.task_consumer
     return {
@@ -109,9 +97,9 @@ def describe(consumer: Any) -> dict[str, Any]:
         "running": [
             running_function(request.name, request.argsrepr) for request in list(worker_state.active_requests)
         ],
-        "cores": os.cpu_count() or 0,
+        "cores": hardware["logical_cpus"],
         "load": list(os.getloadavg()),
-        "memory": _memory(),
+        **hardware,
     }
 
 

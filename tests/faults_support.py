@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 from conftest import free_port
 
 from config import Settings, load_settings, settings_env
@@ -32,10 +33,9 @@ LOG_NAME = "local-cluster.log"
 def alive(pid: int) -> bool:
     """True while `pid` runs (a zombie counts as gone)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
-    return state not in ("Z", "X")
 
 
 @dataclass

@@ -44,7 +44,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
     logs = tmp_path_factory.mktemp("hosts")
     bed = HostBed(logs)
     try:
-        env = farpool_env(logs, BROKER, QUEUE)
+        env = farpool_env(logs, BROKER, QUEUE, programs="hostname")  # for tasks.programs.run
         broker = bed.add("broker")
         broker.start("valkey", valkey_command(broker, logs), env)
         workers = {name: bed.add(name) for name in WORKER_HOSTS}
@@ -66,6 +66,33 @@ def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
     assert sorted((worker["host"], worker["processes"]) for worker in workers) == [
         (name, 1) for name in WORKER_HOSTS
     ]
+
+
+PROGRAMS_SCRIPT = """\
+import json
+from producer import Pool, run
+from tasks import RefusedTask
+
+with Pool(start_local=False) as pool:
+    done = pool.map(run, [["hostname"]] * 12, chunksize=1)
+    try:
+        pool.apply(run, (["uname"],))
+        refused = ""
+    except RefusedTask as error:
+        refused = str(error)
+print(json.dumps({"ran_on": [d.stdout.decode().strip() for d in done], "refused": refused}))
+"""
+
+
+def test_a_worker_host_runs_a_program_it_lists(hosts: Bed) -> None:
+    """FARPOOL_PROGRAMS=hostname on every worker host: `hostname` runs there, `uname` nowhere."""
+    script = hosts.logs / "programs.py"
+    script.write_text(PROGRAMS_SCRIPT)
+    done = hosts.producer.run(python(str(script)), hosts.env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert len(report["ran_on"]) == 12 and set(report["ran_on"]) <= set(WORKER_HOSTS)
+    assert "not listed" in report["refused"] and "FARPOOL_PROGRAMS: hostname" in report["refused"]
 
 
 def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import psutil
 import pytest
 
 from config import SettingsError, celery_config, load_settings, mask_url, settings_env
@@ -45,7 +46,8 @@ def test_include_is_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FARPOOL_RESULT_BACKEND", "db+sqlite:///x.db", "unsupported scheme db+sqlite://"),
         ("FARPOOL_BROKER_URL", "rediss://cache.example:6380/0", "needs ?ssl_cert_reqs=required"),
         ("FARPOOL_CONCURRENCY", "-1", "greater than or equal to 1"),
-        ("FARPOOL_CONCURRENCY", "many", "valid integer"),
+        ("FARPOOL_CONCURRENCY", "many", "a whole number of processes, or `physical` or `logical`"),
+        ("FARPOOL_CONCURRENCY", "2.5", "a whole number of processes, or `physical` or `logical`"),
         ("FARPOOL_EMBEDDED_BROKER", "sometimes", "'auto' or 'never'"),
         ("FARPOOL_VISIBILITY_TIMEOUT", "0", "greater than or equal to 1"),
     ],
@@ -60,6 +62,23 @@ def test_bad_value_is_one_line_naming_the_variable(
     assert message.startswith(f"{variable}: ")
     assert expected in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(("value", "logical"), [("physical", False), ("logical", True), (" Physical ", 0)])
+def test_concurrency_physical_or_logical_is_this_hosts_count(
+    monkeypatch: pytest.MonkeyPatch, value: str, logical: bool
+) -> None:
+    monkeypatch.setenv("FARPOOL_CONCURRENCY", value)
+    expected = psutil.cpu_count(logical=logical) or os.cpu_count()
+    assert load_settings().concurrency == expected
+    assert celery_config(load_settings())["worker_concurrency"] == expected
+
+
+def test_programs_are_comma_separated_and_none_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().programs == ()
+    monkeypatch.setenv("FARPOOL_PROGRAMS", "echo, /usr/bin/sleep ,")
+    assert load_settings().programs == ("echo", "/usr/bin/sleep")
+    assert settings_env(load_settings())["FARPOOL_PROGRAMS"] == "echo,/usr/bin/sleep"
 
 
 def test_sentinel_needs_the_master_name(monkeypatch: pytest.MonkeyPatch) -> None:

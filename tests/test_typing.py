@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 
 USER_CODE = """\
-from producer import Pool
+from producer import Pool, run
 from tasks.examples import square
 
 
@@ -31,6 +31,7 @@ def main(pool: Pool) -> None:
     reveal_type(pool.map_async(cube, [1]).get())
     reveal_type(pool.imap(shout, ["a"]))
     reveal_type(pool.imap_unordered(cube, [1]))
+    reveal_type(pool.map(run, [["echo", "hi"]]))
     pool.map(shout, [1, 2])
 """
 
@@ -44,6 +45,7 @@ EXPECTED = [
     'Revealed type is "list[int]"',
     'Revealed type is "producer.imap.IMapIterator[str]"',
     'Revealed type is "producer.imap.IMapIterator[int]"',
+    'Revealed type is "list[tasks.completed.CompletedProgram]"',
     'Argument 1 to "map" of "Pool" has incompatible type "Callable[[str], str]"; '
     'expected "Callable[[int], str]"',
 ]
