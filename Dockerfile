@@ -10,12 +10,13 @@ ENV PYTHONUNBUFFERED=1 \
 # Workers run user code: never as root.
 RUN useradd --create-home --uid 10001 --user-group farpool
 
-# A regular (non-editable) install: the image needs no source tree at run time.
+# A regular (non-editable) install: the image needs no source tree at run time. With NumPy:
+# a worker receives the arrays its producers send (tasks/arrays.py).
 COPY pyproject.toml README.md /tmp/farpool/
 COPY config /tmp/farpool/config
 COPY producer /tmp/farpool/producer
 COPY tasks /tmp/farpool/tasks
-RUN pip install /tmp/farpool && rm -rf /tmp/farpool
+RUN pip install "/tmp/farpool[numpy]" && rm -rf /tmp/farpool
 
 USER farpool
 WORKDIR /home/farpool

@@ -151,3 +151,43 @@ def test_usage_errors_come_before_any_broker_is_needed(argv: list[str]) -> None:
     assert done.returncode == 2
     assert "no broker" not in done.stderr, done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+class Raw:
+    """A message part written as given (kombu's JSON calls __json__): what a hostile sender could
+    put on the queue instead of farpool's own encoding."""
+
+    def __init__(self, mapping: dict[str, object]) -> None:
+        self.mapping = mapping
+
+    def __json__(self) -> dict[str, object]:
+        return self.mapping
+
+
+HOSTILE_ARRAYS = {
+    "object dtype": {"dtype": "|O", "shape": [2], "n": 16},
+    "wrong byte count": {"dtype": "<f8", "shape": [2], "n": 12},
+    "absurd shape": {"dtype": "<f8", "shape": [10**12], "n": 8 * 10**12},
+    "bytes shorter than said": {"dtype": "<f8", "shape": [4], "n": 32},
+    "unknown dtype": {"dtype": "q9z", "shape": [1], "n": 1},
+}
+
+
+@pytest.mark.parametrize("fields", HOSTILE_ARRAYS.values(), ids=HOSTILE_ARRAYS.keys())
+def test_a_hostile_array_on_the_queue_is_refused_and_answered(
+    own: FaultCluster, fields: dict[str, object]
+) -> None:
+    from tasks.contract import MAP_CHUNK, chunk_arguments
+
+    client = own.app.backend.client
+    key = f"farpool-data-hostile-{uuid.uuid4().hex}"
+    client.hset(key, "a0", b"\x00" * 8)  # 8 bytes, whatever the message claims
+    found = {"__farpool__": "ndarray", "order": "C", "key": key, "field": "a0", **fields}
+    arguments = chunk_arguments("usertasks:identity", [Raw(found)], 0)
+    sent = own.app.send_task(MAP_CHUNK, kwargs=arguments, queue=own.settings.queue)
+    poll(lambda: stored(own.app, sent.id), "the refusal to be stored")
+    with Pool(app=own.app) as pool, pytest.raises(RefusedTask):
+        pool.attach(sent.id).get(30)
+    client.delete(key)
+    poll(lambda: drained(own), "the refused message to leave the queue")
+    assert_still_serving(own)
