@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from typing import Any
 
 
 def where(milliseconds: float) -> str:
@@ -17,3 +18,9 @@ def where(milliseconds: float) -> str:
 def numbered(index: int, milliseconds: float) -> list[object]:
     """[index, host]: which item ran where, to check that each result arrives exactly once."""
     return [index, where(milliseconds)]
+
+
+def array_where(index: int, array: Any, table: Any, milliseconds: float) -> list[object]:
+    """[index, host, array's sum + table[index]]: arrays and a put value, across hosts."""
+    host = where(milliseconds)
+    return [index, host, float(array.sum() + table[index])]

@@ -6,6 +6,7 @@ Run them alone with `pytest -m hosts`; they skip, saying why, where namespaces c
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -70,6 +71,7 @@ def test_a_map_is_spread_over_every_worker_host(hosts: Bed) -> None:
 
 PROGRAMS_SCRIPT = """\
 import json
+import subprocess
 from producer import Pool, run
 from tasks import RefusedTask
 
@@ -93,6 +95,40 @@ def test_a_worker_host_runs_a_program_it_lists(hosts: Bed) -> None:
     report = json.loads(done.stdout)
     assert len(report["ran_on"]) == 12 and set(report["ran_on"]) <= set(WORKER_HOSTS)
     assert "not listed" in report["refused"] and "FARPOOL_PROGRAMS: hostname" in report["refused"]
+
+
+ARRAYS_SCRIPT = """\
+import json, sys
+import numpy as np
+import hosttasks
+from producer import Pool
+
+milliseconds, items = float(sys.argv[1]), int(sys.argv[2])
+with Pool(start_local=False) as pool:
+    table = pool.put(np.arange(items, dtype=np.float64) * 1000)
+    calls = [(index, np.full(1000, index, dtype=np.float32), table, milliseconds) for index in range(items)]
+    print(json.dumps(pool.starmap(hosttasks.array_where, calls, chunksize=1)))
+"""
+
+
+def test_arrays_and_a_put_value_across_hosts_when_a_worker_host_loses_power(hosts: Bed) -> None:
+    """The hosts share no memory with the producer: the arrays' bytes go through Redis."""
+    script = hosts.logs / "arrays.py"
+    script.write_text(ARRAYS_SCRIPT)
+    command = hosts.producer.command(python(str(script), "300", "24"))
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}
+    with subprocess.Popen(command, env=hosts.env, **pipes) as run:  # type: ignore[call-overload]
+        poll(lambda: hosts.running_on("host1"), "host1 to run a chunk", 60)
+        hosts.workers["host1"].power_off()
+        stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    results = json.loads(stdout)
+    assert sorted(index for index, _, _ in results) == list(range(24)), "each item once"
+    assert all(value == index * 1000 + index * 1000 for index, _, value in results)
+    assert {host for _, host, _ in results} >= {"host2", "host3"}
+    assert not list(hosts.backend.scan_iter(match=b"farpool-data-*")), "no array bytes left"
+    hosts.start_worker("host1")
+    hosts.wait_for_workers()
 
 
 def test_a_worker_host_that_loses_power_mid_map(hosts: Bed) -> None:
