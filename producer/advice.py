@@ -21,7 +21,9 @@ from celery import Task
 from producer.pool import Pool
 from producer.registry import task_name
 from tasks.contract import dumps, is_reference
+from tasks.payload import externalize
 
+MAX_PAYLOAD = 1 << 62  # only measuring: the pool's own limit applies when the items are sent
 OVERHEAD_RATIO = 20  # as imap's sizer: a chunk's work ≈ 20 round trips, so overhead ≤ 5 %
 PAYS_OFF = 1.2  # a speed-up below this is not worth a cluster
 TRANSFER_ITEMS = 20_000  # items moved to time the transfer, at most...
@@ -144,9 +146,14 @@ def time_locally(
 
 
 def encoded_size(values: Sequence[Any]) -> int:
-    """The largest of `values` in farpool's JSON, in bytes (UTF-8): what tasks.contract.dumps
-    writes for it, less the brackets of the list it wraps a value in."""
-    return max((len(dumps(value).encode()) - 2 for value in values), default=0)
+    """The largest of `values` as sent, in bytes: its JSON (UTF-8, what tasks.contract.dumps
+    writes for it, less the brackets of the list it wraps a value in) and its arrays' bytes."""
+    return max((_sent_size(value) for value in values), default=0)
+
+
+def _sent_size(value: Any) -> int:
+    value, refs = externalize(value, MAX_PAYLOAD, "a sample item")
+    return len(dumps(value).encode()) - 2 + sum(ref.nbytes for ref in refs)
 
 
 def transfer_time(pool: Pool, sample: Sequence[Any], items: int = TRANSFER_ITEMS) -> float:
