@@ -50,10 +50,12 @@ def overrides_call(task: Task) -> bool:
 
     Otherwise the chunk calls the plain function, as Celery's tracer does for a message:
     Task.__call__ per item (request stack, context) costs ~18 µs. The worker patches
-    Task.__call__ from celery.app.trace, so both modules count as stock Celery.
+    Task.__call__ from celery.app.trace, so both modules count as stock Celery, and so does
+    farpool's own base class (tasks/payload.py: its arrays are the chunk's, handled once).
     """
-    stock = ["celery.app.task", "celery.app.trace"]
-    return bool(mro_lookup(type(task), "__call__", stop={Task, object}, monkey_patched=stock))
+    stock = ["celery.app.task", "celery.app.trace", "tasks.payload"]
+    stop = {Task, object, *(base for base in type(task).mro() if base.__module__ == "tasks.payload")}
+    return bool(mro_lookup(type(task), "__call__", stop=stop, monkey_patched=stock))
 
 
 def task_body(task: Task) -> Callable[..., Any]:
