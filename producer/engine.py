@@ -9,7 +9,7 @@ import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import redis
 from celery import chain, group
@@ -18,34 +18,30 @@ from celery.utils import uuid
 from kombu.exceptions import OperationalError
 
 import tasks
-from config import mask_url
 from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, WorkerInfo, announced_workers
-from producer.embedded import server_address
-from producer.errors import NoWorkersError
-from producer.handles import HandleStore, PutHandle
+from producer.handles import PutHandle
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
+from producer.local_start import start_local_worker
 from producer.lost import missing_tasks
-from producer.outgoing import Outgoing, call_arguments, store_arrays
+from producer.outgoing import Outgoing, array_bytes, call_arguments
+from producer.pool_arrays import PoolArrays
 from producer.publishing import sending
 from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
-from producer.shared_arrays import SharedArrays, worker_machines
 from producer.withdraw import withdraw_queued
-from tasks.arrays import ArrayRef
 from tasks.contract import CALL, GATHER, is_reference, short_name
-from tasks.held import reply_header
 from tasks.references import is_importing_user_code
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
 RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+WINDOW_BYTES = 256 * 1024 * 1024  # a map's arrays past this go out through a window
 logger = logging.getLogger("farpool")
-HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
 
 
 class PoolEngine:
@@ -86,48 +82,26 @@ class PoolEngine:
         try:
             workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
             if not workers:
-                self._start_local_worker(start_local)
+                start_local_worker(self._local, self._settings, start_local)
             logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
             self._processes = processes or self._cluster_processes
             # The ledger's thread outlives a dropped pool: what it holds must not hold the pool.
             queue = self._settings.queue
-            machines = functools.partial(worker_machines, self._app, queue)
-            self._shared = SharedArrays(machines, enabled=self._settings.shared_memory == "auto")
+            self._arrays = PoolArrays(self._app, self._settings, cast(Any, self._app.backend).client)
             self._ledger = Ledger(
                 self._app,
                 give_up_after=self._settings.broker_timeout,
                 find_missing=functools.partial(missing_tasks, self._app, queue),
                 withdraw=functools.partial(withdraw_queued, self._app, queue),
-                release=self._shared.release,
-            )
-            self._handles = HandleStore(
-                self._ledger.client, self._ledger.remember, self._settings.max_payload, self._shared
+                release=self._arrays.release,
             )
         except BaseException:
             self._local.stop()
             raise
         atexit.register(_stop_at_exit, weakref.ref(self))
         self._state = RUN
-
-    def _start_local_worker(self, allowed: bool) -> None:
-        url = self._settings.broker_url
-        address = server_address(url)
-        local = address is not None and address.is_loopback
-        if not (allowed and local and self._settings.embedded_broker == "auto"):
-            raise NoWorkersError(
-                f"no worker consumes queue {self._settings.queue!r} at {mask_url(url)}: "
-                f"{HOW_TO_START_A_WORKER}"
-            )
-        broker = "embedded broker + " if self._local.started_broker else ""
-        logger.info(
-            "no worker online at %s; starting a local cluster (%s1 worker × %d processes) for this pool",
-            mask_url(url),
-            broker,
-            self._settings.concurrency,
-        )
-        self._local.start_worker()
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -154,7 +128,7 @@ class PoolEngine:
         items = list(iterable)
         if star:
             items = star_items(items)
-        outgoing = Outgoing(items, self._settings.max_payload)
+        outgoing = Outgoing(items, self._arrays.max_payload)
         items = outgoing.items
         check_json(items)
         size = chunksize or default_chunksize(len(items), self._processes)
@@ -163,20 +137,33 @@ class PoolEngine:
             for signature in signatures:
                 kwargs = signature.kwargs
                 refs = outgoing.refs(kwargs["start"], len(kwargs["items"]))
-                self._store_arrays(str(signature.id), refs)
+                self._arrays.store(str(signature.id), refs)
         return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
 
-    def _reply_in_memory(self, signatures: Sequence[Signature]) -> None:
-        """Calls only this pool collects: a worker on this machine may hold their result arrays in
-        memory for it (tasks/held.py) instead of storing them in Redis."""
-        if self._shared.wanted():
-            header = reply_header()
-            for signature in signatures:
-                signature.options["headers"] = header
-
-    def _store_arrays(self, owner: str, refs: Sequence[ArrayRef]) -> None:
-        """The bytes of a message's arrays, stored under its task id before it is sent."""
-        store_arrays(self._ledger.client, owner, refs, self._ledger.remember, self._shared)
+    def _map_now(
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        progress: bool,
+        timeout: float | None,
+    ) -> list[Any]:
+        """map and starmap: one group; or, when the items' arrays are larger than WINDOW_BYTES,
+        the same chunks sent through imap's window, so that only the chunks in flight have a copy
+        of their arrays (in memory files or in Redis) at any time, as multiprocessing pickles its
+        tasks only as its pipe takes them."""
+        items = list(iterable)
+        if array_bytes(items) <= WINDOW_BYTES:
+            return self._map(func, items, chunksize, star, progress, timeout).get()
+        self._check_running()
+        check_chunksize(chunksize)
+        size = chunksize or default_chunksize(len(items), self._processes)
+        iterator = self._imap(func, items, size, True, star, progress, timeout)
+        try:
+            return list(iterator)
+        finally:
+            iterator.close()  # after a failure: what is still in flight is abandoned
 
     def _map(
         self,
@@ -200,7 +187,7 @@ class PoolEngine:
         if bar is not None:
             result._on_done(bar.close)
         if signatures:
-            self._reply_in_memory(signatures)
+            self._arrays.reply_in_memory(signatures)
             with sending(self._app) as producer:
                 group(signatures, app=self._app).apply_async(producer=producer)
         return result
@@ -248,15 +235,15 @@ class PoolEngine:
         self._check_running()
         check_timeout(timeout)
         name = task_name(func, self._app)
-        args, kwds, refs = call_arguments(args, kwds or {}, self._settings.max_payload)
+        args, kwds, refs = call_arguments(args, kwds or {}, self._arrays.max_payload)
         check_json(args)
         check_json([kwds])
         sent = Sent(uuid(), name, recorded=record)
-        self._store_arrays(sent.id, refs)
+        self._arrays.store(sent.id, refs)
         result: AsyncResult[Any] = AsyncResult(self._ledger, sent, Callbacks(callback, error_callback))
         options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
-        if not record and self._shared.wanted():  # only this pool collects it: arrays back in memory
-            options["headers"] = reply_header()
+        if headers := self._arrays.apply_headers(record):  # only this pool collects it: arrays in memory
+            options["headers"] = headers
         if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
             task, task_args = CALL, []
             task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
@@ -289,10 +276,10 @@ class PoolEngine:
 
         def submit(items: list[Any], start: int) -> str:
             label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
-            outgoing = Outgoing(items, self._settings.max_payload)
+            outgoing = Outgoing(items, self._arrays.max_payload)
             signature = chunk_signature(self._app, name, outgoing.items, start, star, label, True, timeout)
-            self._store_arrays(str(signature.id), outgoing.refs(0, len(items)))
-            self._reply_in_memory([signature])
+            self._arrays.store(str(signature.id), outgoing.refs(0, len(items)))
+            self._arrays.reply_in_memory([signature])
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)
             return str(signature.id)
@@ -347,7 +334,7 @@ class PoolEngine:
             ledger = getattr(self, "_ledger", None)
             if ledger is not None:
                 ledger.abandon(ledger.uncollected(), terminate=True)
-                self._handles.delete_all()
+                self._arrays.delete_values()
         finally:
             self._shutdown()
 
@@ -366,23 +353,21 @@ class PoolEngine:
         ledger = getattr(self, "_ledger", None)
         if ledger is not None:
             ledger.wait_idle()
-            self._handles.delete_all()
+            self._arrays.delete_values()
         self._shutdown()
 
     def _shutdown(self, keep: bool = False) -> None:
         """Release the pool's resources; `keep`: what it sent stays readable after this process."""
         ledger = getattr(self, "_ledger", None)
         if ledger is not None:
-            if keep:
-                self._shared.spill(ledger.client, ledger.remember)
-            self._shared.close()
+            self._arrays.close(keep)
             ledger.close()
             self._ledger = None  # type: ignore[assignment]
         self._local.stop()
 
     def _put(self, value: Any) -> PutHandle:
         self._check_running()
-        return self._handles.put(value)
+        return self._arrays.put(value)
 
     def __enter__(self) -> Self:
         self._check_running()

@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from producer.shared_arrays import SharedArrays
-from tasks.arrays import ArrayRef
+from tasks import encoding
+from tasks.arrays import ArrayRef, numpy_module
 from tasks.blobs import ARGUMENT_FIELDS, claim, store
 from tasks.payload import externalize, externalize_items
 
@@ -25,6 +26,24 @@ class Outgoing:
     @property
     def has_arrays(self) -> bool:
         return bool(self._refs)
+
+
+def array_bytes(items: list[Any]) -> int:
+    """The bytes of the arrays in these items (nested in lists, tuples and dicts too)."""
+    np = numpy_module()
+    if np is None or encoding.all_scalars(items):
+        return 0
+    total = 0
+    pending: list[Any] = list(items)
+    while pending:
+        value = pending.pop()
+        if isinstance(value, np.ndarray):
+            total += value.nbytes
+        elif type(value) in (list, tuple):
+            pending.extend(value)
+        elif type(value) is dict:
+            pending.extend(value.values())
+    return total
 
 
 def call_arguments(

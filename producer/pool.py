@@ -65,7 +65,7 @@ class Pool(PoolEngine):
         `timeout`: seconds each item may run (a chunk of n items gets n × timeout, enforced by
         Celery's soft limit, then its hard limit); past it, producer.TimeoutError.
         """
-        return self._map(func, iterable, chunksize, False, progress, timeout).get()
+        return self._map_now(func, iterable, chunksize, False, progress, timeout)
 
     @overload
     def starmap(
@@ -97,7 +97,7 @@ class Pool(PoolEngine):
         timeout: float | None = None,
     ) -> list[Any]:
         """[func(*args) for args in iterable], as map."""
-        return self._map(func, iterable, chunksize, True, progress, timeout).get()
+        return self._map_now(func, iterable, chunksize, True, progress, timeout)
 
     @overload
     def map_async(

@@ -258,7 +258,7 @@ def worker_processes(cluster: Cluster) -> list[int]:
 def test_memory_files_go_when_their_results_are_collected(cluster: Cluster) -> None:
     with cluster.pool() as pool:
         arrays = [np.arange(100_000.0) for _ in range(6)]
-        assert pool._shared.wanted(), "the suite's worker runs on this machine"
+        assert pool._arrays.shared.wanted(), "the suite's worker runs on this machine"
         back = pool.map(userarrays.doubled_in_place, arrays, chunksize=1)
         assert all(same(array, np.arange(100_000.0) * 2) for array in back)
         assert shared_files(os.getpid()) == []
@@ -270,3 +270,23 @@ def test_memory_files_go_when_their_results_are_collected(cluster: Cluster) -> N
             return not any(shared_files(pid) for pid in workers if os.path.exists(f"/proc/{pid}"))
 
         poll(workers_hold_nothing, "the workers to close the files of collected results")
+
+
+def test_a_map_of_large_arrays_keeps_copies_only_of_the_chunks_in_flight(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import producer.engine
+
+    with cluster.pool() as pool:
+        calls = [(np.full(1000, index, dtype=np.int32), os.getpid()) for index in range(16)]
+        held_at_once = pool.starmap(userarrays.sender_files, calls, chunksize=1)
+        assert max(held_at_once) > 2 * pool._processes, "all at once, below the window's threshold"
+        monkeypatch.setattr(producer.engine, "WINDOW_BYTES", 1000)
+        held_at_once = pool.starmap(userarrays.sender_files, calls, chunksize=1)
+        assert max(held_at_once) <= 2 * pool._processes, held_at_once
+        assert pool.map(userarrays.total, [array for array, _ in calls]) == [1000.0 * i for i in range(16)]
+        with pytest.raises(TypeError):
+            pool.map(
+                userarrays.total, [np.ones(300), np.array(["x"] * 300), *[np.ones(300)] * 8], chunksize=1
+            )
+        assert shared_files(os.getpid()) == []

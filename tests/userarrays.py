@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -50,3 +51,12 @@ def slow_total(array: Any, seconds: float) -> float:
 
     time.sleep(seconds)
     return float(np.sum(array))
+
+
+def sender_files(array: Any, pid: int) -> int:
+    """How many farpool memory files process `pid` (the producer) holds open now."""
+    count = 0
+    for entry in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/{pid}/fd/{entry}").startswith("/memfd:farpool-")
+    return count

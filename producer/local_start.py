@@ -1,0 +1,33 @@
+"""A pool that finds no worker: starts its own local one, or says how to start one."""
+
+from __future__ import annotations
+
+import logging
+
+from config import Settings, mask_url
+from producer.cluster import LocalCluster
+from producer.embedded import server_address
+from producer.errors import NoWorkersError
+
+logger = logging.getLogger("farpool")
+HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
+
+
+def start_local_worker(local: LocalCluster, settings: Settings, allowed: bool) -> None:
+    """A worker for this pool's lifetime, when the broker is on this machine and that is allowed
+    (`start_local`, FARPOOL_EMBEDDED_BROKER=auto); NoWorkersError saying what to run otherwise."""
+    url = settings.broker_url
+    address = server_address(url)
+    loopback = address is not None and address.is_loopback
+    if not (allowed and loopback and settings.embedded_broker == "auto"):
+        raise NoWorkersError(
+            f"no worker consumes queue {settings.queue!r} at {mask_url(url)}: {HOW_TO_START_A_WORKER}"
+        )
+    broker = "embedded broker + " if local.started_broker else ""
+    logger.info(
+        "no worker online at %s; starting a local cluster (%s1 worker × %d processes) for this pool",
+        mask_url(url),
+        broker,
+        settings.concurrency,
+    )
+    local.start_worker()
