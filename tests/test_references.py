@@ -181,7 +181,7 @@ def test_a_module_the_worker_does_not_list_is_refused_naming_the_setting(module_
         import unlisted_module
     finally:
         sys.path.pop(0)
-    with pytest.raises(RefusedTask, match="set FARPOOL_INCLUDE=usertasks,userhelpers,unlisted_module on"):
+    with pytest.raises(RefusedTask, match="set FARPOOL_INCLUDE=usertasks,userhelpers,userarrays,unlisted_module on"):
         module_pool.map(unlisted_module.double, [1, 2])
 
 
