@@ -37,6 +37,10 @@ EXPECTED_FIGURES = {
     "map_chunksize_1",
     "stream_peak_rss",
     "stream_rate",
+    "data_total",
+    "data_double",
+    "data_put",
+    "data_put_broker",
 }
 
 
