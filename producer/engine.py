@@ -185,6 +185,8 @@ class PoolEngine:
         timeout: float | None,
     ) -> MapResult[Any]:
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        if not signatures:
+            return self._empty_map_async(name, callback, error_callback)
         map_id = uuid()
         chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
@@ -201,6 +203,22 @@ class PoolEngine:
         with sending(self._app) as producer:
             group(signatures, app=self._app).apply_async(producer=producer, task_id=map_id)
         return result
+
+    def _empty_map_async(
+        self, name: str, callback: Callback | Signature | None, error_callback: Callback | None
+    ) -> MapResult[Any]:
+        """A map_async of no items is ready at once with [], as multiprocessing's: nothing is sent,
+        nothing is stored (a chord of no chunks would never run its gather task).
+
+        A function as callback is not called: multiprocessing's MapResult of no items never calls
+        it. A Celery signature as callback is sent with [], as Celery's chord runs its body when
+        its header is empty.
+        """
+        if isinstance(callback, Signature):
+            body = self._app.signature(dict(callback))  # rebuilt on this app: its broker and queue
+            with sending(self._app) as producer:
+                body.apply_async(([],), producer=producer)
+        return MapResult(self._ledger, Sent(uuid(), name), Callbacks(None, error_callback))
 
     # -- apply -------------------------------------------------------------------------------
 
