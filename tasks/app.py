@@ -31,6 +31,7 @@ class FarpoolCelery(Celery):
     is printed as one line and exits with status 2.
     """
 
+    amqp_cls = "tasks.transport:AMQP"  # its Connection prints the broker URL as written
     control_cls = "tasks.watch:FarpoolControl"  # Flower's enable_events: task events while it watches
     events_cls = "tasks.watch:FarpoolEvents"  # an event receiver of this app marks the cluster watched
 

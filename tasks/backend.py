@@ -36,6 +36,7 @@ from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
+from config import mask_url
 from tasks.contract import GATHER
 from tasks.transport import no_retries
 
@@ -266,6 +267,11 @@ class _FarpoolResults:
             if state != states.SUCCESS or dropped:
                 self.drop_finished_chord(request.group)
         return returned
+
+    def as_uri(self, include_password: bool = False) -> str:
+        """The URL as written (the worker banner's `results:`), `***` for a password if any."""
+        url = str(self.url or "")  # type: ignore[attr-defined]
+        return url if include_password else mask_url(url)
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if not getattr(_quiet, "active", False):

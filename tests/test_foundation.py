@@ -56,6 +56,33 @@ def test_worker_banner_shows_prefork_with_one_process_per_core(cluster: Cluster)
     assert f"concurrency: {os.cpu_count()} (prefork)" in banner
 
 
+def test_worker_banner_shows_the_urls_as_written(cluster: Cluster) -> None:
+    """Issue 23: `tasks.transport:Transport://:**@127.0.0.1:6393/0`, kombu's class path and a
+    mask for a password that does not exist; farpool's results URL had `tasks.backend:...+`."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--hostname", "urls@%h"],
+        env=cluster.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            banner = []
+            for line in worker.stdout:
+                banner.append(line)
+                if ".> results:" in line:
+                    break
+        finally:
+            worker.terminate()
+    url = cluster.settings.broker_url
+    assert url.startswith("redis://") and "@" not in url
+    expected = [f".> transport:   {url}", f".> results:     {cluster.settings.backend_url}"]
+    assert [line.strip() for line in banner if ".> transport:" in line or ".> results:" in line] == [
+        f"- ** ---------- {line}" for line in expected
+    ], "".join(banner)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [("FARPOOL_BROKER_URL", "amqp://guest:pw@localhost//"), ("FARPOOL_CONCURRENCY", "-1")],
