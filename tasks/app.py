@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
 from typing import Any
 
@@ -50,7 +52,24 @@ class FarpoolCelery(Celery):
         takes the place of farpool's packages.
         """
         sys.path.extend(folder for folder in self.settings.import_path if folder not in sys.path)
+        missing = next((name for name in self.settings.include if not _findable(name)), None)
+        if missing is not None:
+            self._cannot_import(missing)
         mark_importing_user_code(True)
+
+    def _cannot_import(self, module: str) -> None:
+        """One line naming the module and where it was looked for: exit 2 under `celery`."""
+        folders = ", ".join(folder or os.getcwd() for folder in sys.path)
+        where = os.pathsep.join(self.settings.import_path) or "(unset)"
+        message = (
+            f"FARPOOL_INCLUDE: module {module!r} cannot be imported: no folder searched holds it "
+            f"(FARPOOL_IMPORT_PATH={where}; sys.path with it: {folders}); "
+            f"set FARPOOL_IMPORT_PATH to the folder that holds {module.replace('.', '/')}.py"
+        )
+        if _inside_celery_command():
+            click.echo(f"farpool: {message}", err=True)
+            raise SystemExit(2)
+        raise ImportError(message, name=module)
 
     def _after_user_modules(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is self:
@@ -102,6 +121,14 @@ class FarpoolCelery(Celery):
             conf["broker_transport"] = transport_setting(settings.broker_url)
             self.config_from_object(conf)
         return super()._load_config()
+
+
+def _findable(module: str) -> bool:
+    """True if `module` can be found for import (its parent packages are imported to look)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def _inside_celery_command() -> bool:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
-from conftest import Cluster, free_port
+from conftest import TESTS_DIR, Cluster, free_port
 from helpers import FARPOOL, fresh_machine_env, run_cli
 
 import tasks.examples  # noqa: F401 - registers the example tasks called below
@@ -105,6 +106,25 @@ def test_bad_setting_is_one_line_and_exit_2(variable: str, value: str, command: 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"farpool: {variable}: "), done.stderr
     assert "pw@" not in done.stderr
+
+
+def test_a_worker_whose_include_cannot_be_imported_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """Issue 23: a 64-line traceback ending in ModuleNotFoundError, exit 1."""
+    env = {**os.environ, "FARPOOL_INCLUDE": "usertasks,basics", "FARPOOL_IMPORT_PATH": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.strip().splitlines() if "SecurityWarning" not in line]
+    error = lines[-1]
+    assert error.startswith("farpool: FARPOOL_INCLUDE: module 'basics' cannot be imported"), done.stderr
+    assert f"FARPOOL_IMPORT_PATH={tmp_path}" in error and TESTS_DIR in error, error
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 def test_broker_down_with_embedded_never_is_one_line_exit_2() -> None:
