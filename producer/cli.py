@@ -345,12 +345,12 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     """
     from producer.advise import PAYS_OFF, plan, round_trip, time_locally, transfer_time
     from producer.pool import Pool
-    from producer.registry import task_name
+    from producer.registry import local_function, task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
-    item_seconds, ran = time_locally(app.tasks[name].run, values, budget)
+    item_seconds, ran = time_locally(local_function(name, app), values, budget)
     with Pool() as pool:
         advice = plan(
             item_seconds, transfer_time(pool, values), round_trip(pool), pool.cluster_processes, items
