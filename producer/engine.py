@@ -19,7 +19,14 @@ from kombu.exceptions import OperationalError
 
 import tasks
 from config import mask_url
-from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
+from producer.canvas import (
+    check_timeout,
+    chunk_label,
+    chunk_signature,
+    map_signatures,
+    short_id,
+    time_limits,
+)
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, announced_workers
 from producer.embedded import server_address
@@ -134,7 +141,13 @@ class PoolEngine:
     # -- map and starmap ----------------------------------------------------------------------
 
     def _map_signatures(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        timeout: float | None,
+        map_id: str,
     ) -> tuple[str, list[Signature], list[int]]:
         self._check_running()
         check_chunksize(chunksize)
@@ -145,7 +158,7 @@ class PoolEngine:
             items = star_items(items)
         check_json(items)
         size = chunksize or default_chunksize(len(items), self._processes)
-        signatures = map_signatures(self._app, name, items, size, star, timeout)
+        signatures = map_signatures(self._app, name, items, size, star, timeout, map_id)
         return name, signatures, [len(signature.kwargs["items"]) for signature in signatures]
 
     def _map(
@@ -159,10 +172,11 @@ class PoolEngine:
         callback: Callback | None = None,
         error_callback: Callback | None = None,
     ) -> MapResult[Any]:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        map_id = uuid()
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
         bar = self._progress_bar(sum(lengths), progress)
         chunk_ids = tuple(str(signature.id) for signature in signatures)
-        sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
+        sent = Sent(map_id, name, chunk_ids, tuple(lengths))
         on_progress = bar.update if bar is not None else None
         result: MapResult[Any] = MapResult(
             self._ledger, sent, Callbacks(callback, error_callback, on_progress)
@@ -184,10 +198,10 @@ class PoolEngine:
         error_callback: Callback | None,
         timeout: float | None,
     ) -> MapResult[Any]:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        map_id = uuid()
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
         if not signatures:
             return self._empty_map_async(name, callback, error_callback)
-        map_id = uuid()
         chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
@@ -267,12 +281,12 @@ class PoolEngine:
         check_chunksize(chunksize)
         check_timeout(timeout)
         name = task_name(func, self._app)
-        short = short_name(name)
+        call = f"imap {short_id(uuid())}"
         bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
         sequence = iter(range(1, sys.maxsize))
 
         def submit(items: list[Any], start: int) -> str:
-            label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
+            label = chunk_label(name, len(items), call, str(next(sequence)))
             signature = chunk_signature(self._app, name, items, start, star, label, True, timeout)
             with sending(self._app) as producer:
                 signature.apply_async(producer=producer)

@@ -201,6 +201,11 @@ def test_a_module_the_worker_does_not_list_is_refused_naming_the_settings_and_wo
 def test_flower_labels_name_the_plain_function(cluster: Cluster) -> None:
     from producer.canvas import map_signatures
 
-    signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None)
+    map_id = "1a2b3c4d-0000-4000-8000-000000000000"
+    signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None, map_id)
     labels = [signature.options["argsrepr"] for signature in signatures]
-    assert labels == ["square × 2 items [chunk 1/2]", "square × 1 items [chunk 2/2]"]
+    # Issue 23: `square × 1 items [chunk 2/2]` said neither which map nor `1 item`
+    assert labels == [
+        "square × 2 items [map 1a2b3c4d, chunk 1/2]",
+        "square × 1 item [map 1a2b3c4d, chunk 2/2]",
+    ]
