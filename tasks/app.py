@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from functools import cached_property
 from typing import Any
 
 import click
@@ -94,6 +95,11 @@ class FarpoolCelery(Celery):
             if client is not None:
                 client.connection_pool.disconnect()
         super().close()
+
+    @cached_property
+    def Worker(self) -> Any:
+        """Celery's worker program, with a banner that says when task events are on (tasks/watch.py)."""
+        return self.subclass_with_self("tasks.watch:Worker")
 
     @property
     def settings(self) -> Settings:

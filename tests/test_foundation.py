@@ -57,12 +57,11 @@ def test_worker_banner_shows_prefork_with_one_process_per_core(cluster: Cluster)
     assert f"concurrency: {os.cpu_count()} (prefork)" in banner
 
 
-def test_worker_banner_shows_the_urls_as_written(cluster: Cluster) -> None:
-    """Issue 23: `tasks.transport:Transport://:**@127.0.0.1:6393/0`, kombu's class path and a
-    mask for a password that does not exist; farpool's results URL had `tasks.backend:...+`."""
+def worker_banner(env: dict[str, str], *options: str) -> list[str]:
+    """A `celery -A tasks worker`'s output up to its banner's `task events:` line; then it stops."""
     with subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--hostname", "urls@%h"],
-        env=cluster.env,
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--hostname", "banner@%h", *options],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,16 +71,33 @@ def test_worker_banner_shows_the_urls_as_written(cluster: Cluster) -> None:
             banner = []
             for line in worker.stdout:
                 banner.append(line)
-                if ".> results:" in line:
+                if ".> task events:" in line:
                     break
         finally:
             worker.terminate()
+    return banner
+
+
+def test_worker_banner_shows_the_urls_as_written(cluster: Cluster) -> None:
+    """Issue 23: `tasks.transport:Transport://:**@127.0.0.1:6393/0`, kombu's class path and a
+    mask for a password that does not exist; farpool's results URL had `tasks.backend:...+`."""
+    banner = worker_banner(cluster.env)
     url = cluster.settings.broker_url
     assert url.startswith("redis://") and "@" not in url
     expected = [f".> transport:   {url}", f".> results:     {cluster.settings.backend_url}"]
     assert [line.strip() for line in banner if ".> transport:" in line or ".> results:" in line] == [
         f"- ** ---------- {line}" for line in expected
     ], "".join(banner)
+
+
+def test_worker_banner_says_task_events_follow_the_monitors(cluster: Cluster) -> None:
+    """Issue 23: `task events: OFF (enable -E ...)`, then `Task events on: a monitor is watching.`"""
+    events = [line for line in worker_banner(cluster.env) if ".> task events:" in line]
+    assert events and events[0].rstrip().endswith(
+        ".> task events: on while a monitor watches (Flower, celery events), off otherwise"
+    ), events
+    with_e = [line for line in worker_banner(cluster.env, "-E") if ".> task events:" in line]
+    assert with_e and with_e[0].rstrip().endswith(".> task events: ON"), with_e
 
 
 @pytest.mark.parametrize(
