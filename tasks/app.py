@@ -98,8 +98,8 @@ class FarpoolCelery(Celery):
 
     @cached_property
     def Worker(self) -> Any:
-        """Celery's worker program, with a banner that says when task events are on (tasks/watch.py)."""
-        return self.subclass_with_self("tasks.watch:Worker")
+        """Celery's worker program, with farpool's banner and start-up checks (tasks/worker.py)."""
+        return self.subclass_with_self("tasks.worker:Worker")
 
     @property
     def settings(self) -> Settings:

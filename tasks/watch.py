@@ -22,7 +22,6 @@ from typing import Any
 
 from celery.app.control import Control
 from celery.app.events import Events
-from celery.apps import worker as celery_worker
 from celery.events.receiver import EventReceiver
 
 from tasks.steps import RepeatingStep
@@ -77,18 +76,6 @@ class SentEvents:
             app.conf.task_send_sent_event = is_watched(app)
         except Exception as error:  # the send that follows meets the same broker and says why
             logger.debug("could not tell whether the cluster is watched: %s", error)
-
-
-CELERY_EVENTS_OFF = "task events: OFF (enable -E to monitor tasks in this worker)"
-FARPOOL_EVENTS = "task events: on while a monitor watches (Flower, celery events), off otherwise"
-
-
-class Worker(celery_worker.Worker):  # type: ignore[misc]
-    """Celery's worker program, its banner saying when task events are on: Celery's says OFF
-    for a worker without -E, while farpool turns them on whenever a monitor watches."""
-
-    def startup_info(self, artlines: bool = True) -> str:
-        return str(super().startup_info(artlines)).replace(CELERY_EVENTS_OFF, FARPOOL_EVENTS)
 
 
 class Watched(RepeatingStep):

@@ -143,6 +143,30 @@ def test_a_worker_whose_include_cannot_be_imported_is_one_line_and_exit_2(tmp_pa
     assert "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("password", ["", "hunter2"])
+def test_a_hand_started_worker_with_no_broker_on_this_machine_says_what_to_run(password: str) -> None:
+    """Issue 23: `celery -A tasks worker` on a loopback URL where nothing listens retried for ever."""
+    url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{free_port()}/0"
+    env = {**os.environ, "FARPOOL_BROKER_URL": url, "FARPOOL_EMBEDDED_BROKER": "auto"}
+    env.pop("FARPOOL_RESULT_BACKEND", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tasks", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("farpool: ")]
+    shown = url.replace(password, "***") if password else url
+    assert errors == [
+        f"farpool: no broker answers at {shown}, on this machine: start one with `farpool up` (the "
+        "bundled broker and a worker), or start Redis there; then start this worker again"
+    ], done.stderr
+    assert "Traceback" not in done.stderr and (not password or password not in done.stderr + done.stdout)
+
+
 def test_broker_down_with_embedded_never_is_one_line_exit_2() -> None:
     url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"
     env = {**os.environ, "FARPOOL_BROKER_URL": url, "FARPOOL_EMBEDDED_BROKER": "never"}
