@@ -226,18 +226,18 @@ class Ledger:
             withdrawn = set(self._withdraw(in_flight))
             self.backend.withdrawn(sorted(withdrawn))
             in_flight = [task_id for task_id in in_flight if task_id not in withdrawn]
-        # A chord's gather task (its id is the map's) is sent only once its last chunk returned,
-        # which an abandoned chord never does: it is not waited for (backend.forget_chord).
-        in_flight = [task_id for task_id in in_flight if task_id not in records]
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)
-        if in_flight and terminate:
-            return  # what was terminated may still store: the chords' marks drop it, for a day
-        keys = [self.key(task_id) for task_id in in_flight]
+            if terminate:
+                return  # what was terminated may still store: the marks drop it, for a day
+        # A map_async's chord sends its gather task (whose id is the map's, a record's) only once
+        # its last chunk returned, which an abandoned chord never does: it is not waited for, and
+        # its marks go once the chunks have ended (backend.forget_chord).
+        keys = [self.key(task_id) for task_id in in_flight if task_id not in records]
         with self._lock:
             self._chords.update((record_id, set(keys)) for record_id in records)
-        if in_flight:
+        if keys:
             self._drain(keys)
         else:
             self._chords_ended([])

@@ -286,6 +286,20 @@ def test_a_failed_maps_running_chunk_keeps_its_mark_until_it_stores(cluster: Clu
         client.delete(counter)
 
 
+def test_terminate_stops_a_running_apply_async(cluster: Cluster) -> None:
+    """A recorded call's id is not a chord's gather task: terminate() must still revoke it."""
+    client = cluster.app.backend.client
+    counter = f"test-started-{uuid.uuid4().hex}"
+    try:
+        with cluster.pool() as pool:
+            pool.apply_async("usertasks.counted_nap", (120, counter))
+            poll(lambda: client.get(counter) == b"1", "the call to start")
+        inspect = cluster.app.control.inspect(timeout=2)
+        poll(lambda: not any((inspect.active() or {"?": ["?"]}).values()), "the worker to stop the call")
+    finally:
+        client.delete(counter)
+
+
 def test_a_terminated_map_async_leaves_no_key(cluster: Cluster) -> None:
     client = cluster.app.backend.client
     before = result_keys(client)
