@@ -131,6 +131,14 @@ def wait_for_chunk_labels(flower: Flower, worker: str, labels: set[str]) -> dict
     return poll(chunks, f"Flower listing the chunk tasks {sorted(labels)}")
 
 
+def test_flower_logs_the_broker_url_as_written(cluster: Cluster, flower: Flower) -> None:
+    """Issue 23: Flower logged `Broker: tasks.transport:Transport://:**@127.0.0.1:...`."""
+    url = cluster.settings.broker_url
+    poll(lambda: "Broker: " in flower.log.read_text(errors="replace"), "Flower to log its broker")
+    broker = [line for line in flower.log.read_text(errors="replace").splitlines() if "Broker: " in line]
+    assert broker and broker[0].endswith(f"Broker: {url}"), broker
+
+
 def test_flower_refuses_requests_without_the_right_credentials(flower: Flower) -> None:
     for path in ("/api/workers", "/api/tasks", "/tasks"):
         assert flower.request(path, credentials=None)[0] == 401, path
