@@ -26,15 +26,16 @@ from tasks.encoding import Values
 from tasks.references import RefusedTask, Worker, resolve, task_body
 
 
-def mappable_task(app: Celery, name: str) -> Task:
+def mappable_task(app: Celery, name: str, hostname: str | None = None) -> Task:
     """The user task registered on `app` as `name`; RefusedTask for built-ins and unknown names."""
     if is_internal(name):
         raise RefusedTask(f"task {name!r} is internal and cannot be mapped")
     try:
         return app.tasks[name]
     except KeyError:
+        where = f"worker {hostname}" if hostname else "this worker"
         raise RefusedTask(
-            f"task {name!r} is not registered on this worker "
+            f"task {name!r} is not registered on {where} "
             "(define it with @app.task in a module listed in FARPOOL_INCLUDE)"
         ) from None
 
@@ -54,7 +55,7 @@ def callable_for(app: Celery, name: str, hostname: str | None = None) -> Callabl
     """What a chunk calls per item: the plain function a reference names, or a task's body."""
     if is_reference(name):
         return resolve(name, app.allowlist, worker(app, hostname))
-    return task_body(mappable_task(app, name))
+    return task_body(mappable_task(app, name, hostname))
 
 
 def worker(app: Celery, hostname: str | None) -> Worker:
