@@ -280,7 +280,8 @@ class Ledger:
             for record_id in ended:
                 del self._chords[record_id]
         for record_id in ended:
-            self.backend.forget_chord(record_id)
+            with contextlib.suppress(redis.RedisError):  # else its marks expire with the set
+                self.backend.forget_chord(record_id)
 
     # -- records of calls, for result(id) from any process ---------------------------------------
 
