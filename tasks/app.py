@@ -60,7 +60,7 @@ class FarpoolCelery(Celery):
 
     def _cannot_import(self, module: str) -> None:
         """One line naming the module and where it was looked for: exit 2 under `celery`."""
-        folders = ", ".join(folder or os.getcwd() for folder in sys.path)
+        folders = ", ".join(dict.fromkeys(folder or os.getcwd() for folder in sys.path))
         where = os.pathsep.join(self.settings.import_path) or "(unset)"
         message = (
             f"FARPOOL_INCLUDE: module {module!r} cannot be imported: no folder searched holds it "
