@@ -201,7 +201,7 @@ class PoolEngine:
         map_id = uuid()
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
         if not signatures:
-            return self._empty_map_async(name, callback, error_callback)
+            return self._empty_map_async(map_id, name, callback, error_callback)
         chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
@@ -219,7 +219,7 @@ class PoolEngine:
         return result
 
     def _empty_map_async(
-        self, name: str, callback: Callback | Signature | None, error_callback: Callback | None
+        self, map_id: str, name: str, callback: Callback | Signature | None, error_callback: Callback | None
     ) -> MapResult[Any]:
         """A map_async of no items is ready at once with [], as multiprocessing's: nothing is sent,
         nothing is stored (a chord of no chunks would never run its gather task).
@@ -232,7 +232,7 @@ class PoolEngine:
             body = self._app.signature(dict(callback))  # rebuilt on this app: its broker and queue
             with sending(self._app) as producer:
                 body.apply_async(([],), producer=producer)
-        return MapResult(self._ledger, Sent(uuid(), name), Callbacks(None, error_callback))
+        return MapResult(self._ledger, Sent(map_id, name), Callbacks(None, error_callback))
 
     # -- apply -------------------------------------------------------------------------------
 
