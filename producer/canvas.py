@@ -46,12 +46,31 @@ def chunk_signature(
     return app.signature(executor(star), kwargs=kwargs, options=options)
 
 
+def chunk_label(name: str, items: int, call: str, chunk: str) -> str:
+    """What Flower shows for a chunk: `square × 1 item [map 1a2b3c4d, chunk 2/2]`.
+
+    `call` names the map (or imap) by the first 8 characters of its id, the id that
+    `farpool submit` prints, so that two producers' maps can be told apart.
+    """
+    plural = "item" if items == 1 else "items"
+    return f"{short_name(name)} × {items} {plural} [{call}, chunk {chunk}]"
+
+
+def short_id(call_id: str) -> str:
+    return call_id[:8]
+
+
 def map_signatures(
-    app: Celery, name: str, items: Sequence[Any], size: int, star: bool, timeout: float | None
+    app: Celery,
+    name: str,
+    items: Sequence[Any],
+    size: int,
+    star: bool,
+    timeout: float | None,
+    map_id: str,
 ) -> list[Signature]:
-    """A chunk signature per `size` items, labelled `task × n items [chunk i/k]` for Flower."""
+    """A chunk signature per `size` items, labelled `task × n items [map <id>, chunk i/k]` for Flower."""
     chunks = split(items, size) if items else []
-    short = short_name(name)
     return [
         chunk_signature(
             app,
@@ -59,7 +78,7 @@ def map_signatures(
             chunk,
             index * size,
             star,
-            f"{short} × {len(chunk)} items [chunk {index + 1}/{len(chunks)}]",
+            chunk_label(name, len(chunk), f"map {short_id(map_id)}", f"{index + 1}/{len(chunks)}"),
             timeout=timeout,
         )
         for index, chunk in enumerate(chunks)

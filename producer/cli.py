@@ -243,13 +243,14 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     """
     from producer.advice import measure, report
     from producer.pool import Pool
-    from producer.registry import task_name
+    from producer.registry import local_function, task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
+    func = local_function(name, app) if ":" in name else name  # a plain function runs here as it is
     with Pool() as pool:
-        advice, ran = measure(name, values, items, budget, pool)
+        advice, ran = measure(func, values, items, budget, pool)
     for line in report(name, advice, ran):
         click.echo(line)
 

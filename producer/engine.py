@@ -18,7 +18,14 @@ from celery.utils import uuid
 from kombu.exceptions import OperationalError
 
 import tasks
-from producer.canvas import check_timeout, chunk_signature, map_signatures, time_limits
+from producer.canvas import (
+    check_timeout,
+    chunk_label,
+    chunk_signature,
+    map_signatures,
+    short_id,
+    time_limits,
+)
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, WorkerInfo, announced_workers
 from producer.handles import PutHandle
@@ -119,7 +126,13 @@ class PoolEngine:
     # -- map and starmap ----------------------------------------------------------------------
 
     def _map_signatures(
-        self, func: Any, iterable: Iterable[Any], chunksize: int | None, star: bool, timeout: float | None
+        self,
+        func: Any,
+        iterable: Iterable[Any],
+        chunksize: int | None,
+        star: bool,
+        timeout: float | None,
+        map_id: str,
     ) -> tuple[str, list[Signature], list[int]]:
         self._check_running()
         check_chunksize(chunksize)
@@ -132,7 +145,7 @@ class PoolEngine:
         items = outgoing.items
         check_json(items)
         size = chunksize or default_chunksize(len(items), self._processes)
-        signatures = map_signatures(self._app, name, items, size, star, timeout)
+        signatures = map_signatures(self._app, name, items, size, star, timeout, map_id)
         if outgoing.has_arrays:
             for signature in signatures:
                 kwargs = signature.kwargs
@@ -176,10 +189,11 @@ class PoolEngine:
         callback: Callback | None = None,
         error_callback: Callback | None = None,
     ) -> MapResult[Any]:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
+        map_id = uuid()
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
         bar = self._progress_bar(sum(lengths), progress)
         chunk_ids = tuple(str(signature.id) for signature in signatures)
-        sent = Sent(uuid(), name, chunk_ids, tuple(lengths))
+        sent = Sent(map_id, name, chunk_ids, tuple(lengths))
         on_progress = bar.update if bar is not None else None
         result: MapResult[Any] = MapResult(
             self._ledger, sent, Callbacks(callback, error_callback, on_progress)
@@ -202,8 +216,10 @@ class PoolEngine:
         error_callback: Callback | None,
         timeout: float | None,
     ) -> MapResult[Any]:
-        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout)
         map_id = uuid()
+        name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
+        if not signatures:
+            return self._empty_map_async(map_id, name, callback, error_callback)
         chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
@@ -219,6 +235,22 @@ class PoolEngine:
         with sending(self._app) as producer:
             group(signatures, app=self._app).apply_async(producer=producer, task_id=map_id)
         return result
+
+    def _empty_map_async(
+        self, map_id: str, name: str, callback: Callback | Signature | None, error_callback: Callback | None
+    ) -> MapResult[Any]:
+        """A map_async of no items is ready at once with [], as multiprocessing's: nothing is sent,
+        nothing is stored (a chord of no chunks would never run its gather task).
+
+        A function as callback is not called: multiprocessing's MapResult of no items never calls
+        it. A Celery signature as callback is sent with [], as Celery's chord runs its body when
+        its header is empty.
+        """
+        if isinstance(callback, Signature):
+            body = self._app.signature(dict(callback))  # rebuilt on this app: its broker and queue
+            with sending(self._app) as producer:
+                body.apply_async(([],), producer=producer)
+        return MapResult(self._ledger, Sent(map_id, name), Callbacks(None, error_callback))
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -270,12 +302,12 @@ class PoolEngine:
         check_chunksize(chunksize)
         check_timeout(timeout)
         name = task_name(func, self._app)
-        short = short_name(name)
+        call = f"imap {short_id(uuid())}"
         bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
         sequence = iter(range(1, sys.maxsize))
 
         def submit(items: list[Any], start: int) -> str:
-            label = f"{short} × {len(items)} items [chunk {next(sequence)}]"
+            label = chunk_label(name, len(items), call, str(next(sequence)))
             outgoing = Outgoing(items, self._arrays.max_payload)
             signature = chunk_signature(self._app, name, outgoing.items, start, star, label, True, timeout)
             self._arrays.store(str(signature.id), outgoing.refs(0, len(items)))

@@ -86,6 +86,7 @@ class Ledger:
         self._records: set[str] = set()  # calls recorded by this pool and not yet collected
         self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
         self._draining: set[bytes] = set()  # abandoned, still queued or running: join() waits for them
+        self._chords: dict[str, set[bytes]] = {}  # abandoned map_async chords: their parts draining
         # subscribed as they were sent, not read back: looked for once, a second later, in case the
         # subscription reached the server after the result (another connection, another path)
         self._unverified: list[bytes] = []
@@ -240,8 +241,18 @@ class Ledger:
         if in_flight:
             arguments = {"task_id": in_flight, "terminate": terminate}
             self.app.control.broadcast("farpool_revoke", arguments=arguments)
-            if not terminate:
-                self._drain([self.key(task_id) for task_id in in_flight])
+            if terminate:
+                return  # what was terminated may still store: the marks drop it, for a day
+        # A map_async's chord sends its gather task (whose id is the map's, a record's) only once
+        # its last chunk returned, which an abandoned chord never does: it is not waited for, and
+        # its marks go once the chunks have ended (backend.forget_chord).
+        keys = [self.key(task_id) for task_id in in_flight if task_id not in records]
+        with self._lock:
+            self._chords.update((record_id, set(keys)) for record_id in records)
+        if keys:
+            self._drain(keys)
+        else:
+            self._chords_ended([])
 
     def _drain(self, keys: list[bytes]) -> None:
         """Wait for these abandoned tasks to end: a worker drops what they store and says so."""
@@ -269,6 +280,20 @@ class Ledger:
                 self._pubsub.unsubscribe(*ended)
             if not self._busy():
                 self._idle.notify_all()
+        self._chords_ended(list(ended))
+
+    def _chords_ended(self, keys: list[bytes]) -> None:
+        """These abandoned tasks ended: an abandoned chord none of whose parts can still return
+        has its mark and keys deleted (they were kept to drop what a late part left)."""
+        with self._lock:
+            for parts in self._chords.values():
+                parts.difference_update(keys)
+            ended = [record_id for record_id, parts in self._chords.items() if not parts]
+            for record_id in ended:
+                del self._chords[record_id]
+        for record_id in ended:
+            with contextlib.suppress(redis.RedisError):  # else its marks expire with the set
+                self.backend.forget_chord(record_id)
 
     # -- records of calls, for result(id) from any process ---------------------------------------
 

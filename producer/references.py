@@ -46,6 +46,19 @@ def main_script() -> MainScript | None:
     return MainScript(path.stem, str(path.parent))
 
 
+def module_folder(module: str) -> str | None:
+    """The folder a worker's FARPOOL_IMPORT_PATH needs to import `module` as this process did;
+    None if this process has not imported it (or it is no file)."""
+    script = main_script()
+    if script is not None and script.module == module:
+        return script.folder
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if not file:
+        return None
+    path = Path(file).resolve()
+    return str(path.parents[module.count(".") + (1 if path.name == "__init__.py" else 0)])
+
+
 def _cannot_travel(func: Any, why: str) -> TypeError:
     return TypeError(f"{func!r} cannot be sent to the workers: {why}; {WHAT_TO_DO}")
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Any
 
 from celery import Celery, Task
 from celery.utils.imports import import_from_cwd
 
 from producer.references import function_reference, script_task_reference
-from tasks.contract import is_internal
+from tasks.contract import is_internal, is_reference
 
 HOW_TO_REGISTER = (
     "define it with @shared_task (or @app.task, from tasks import app) in a module listed in "
@@ -17,17 +18,43 @@ HOW_TO_REGISTER = (
 )
 
 
+def checked_reference(text: str) -> str:
+    """A plain function named as `module:function` (as `farpool tasks` lists them): sent as it is,
+    the worker's allowlist decides; ValueError if it is not of that form."""
+    module, _, function = text.partition(":")
+    if not (module and all(part.isidentifier() for part in module.split(".")) and function.isidentifier()):
+        raise ValueError(
+            f"{text!r} is not a function reference: expected module:function, such as "
+            "producer.demo.pool_multiprocessing:square (or a task's registered name)"
+        )
+    return text
+
+
+def local_function(name: str, app: Celery) -> Any:
+    """What `name` (a task's name or a `module:function` reference) calls, in this process."""
+    if not is_reference(name):
+        return app.tasks[name].run
+    module, _, function = name.partition(":")
+    found = getattr(importlib.import_module(module), function, None)
+    if not callable(found):
+        raise ValueError(f"{name!r}: {module} has no function {function!r}")
+    return found
+
+
 def task_name(func: Any, app: Celery) -> str:
     """What the chunks name: a task's registered name or a plain function's reference.
 
-    TypeError/ValueError before sending. A name must be registered on `app`; the modules in its
-    FARPOOL_INCLUDE are imported on first need, as the workers import them.
+    TypeError/ValueError before sending. A name must be registered on `app` (the modules in its
+    FARPOOL_INCLUDE are imported on first need, as the workers import them), or be a plain
+    function's reference, `module:function`, which the workers' allowlist admits or refuses.
     """
     if isinstance(func, Task):
         script_task = script_task_reference(func.run)
         if script_task is not None:
             return script_task
         name = str(func.name)
+    elif isinstance(func, str) and is_reference(func):
+        return checked_reference(func)
     elif isinstance(func, str):
         name = func
     elif callable(func):

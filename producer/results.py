@@ -24,7 +24,9 @@ from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError, UnknownResult
 from producer.ledger import Ledger
+from producer.references import module_folder
 from tasks.contract import UnsendableResult
+from tasks.errors import RefusedTask
 
 Callback = Callable[[Any], object]
 V = TypeVar("V")  # what get() returns
@@ -74,6 +76,8 @@ def remote_error(meta: dict[str, Any], task_name: str | None = None) -> BaseExce
         error = TimeoutError(f"{what} exceeded its time limit ({type(stored).__name__}: {stored})")
     elif isinstance(stored, EncodeError):
         error = UnsendableResult(f"{what} returned a value JSON cannot carry: {stored}")
+    elif isinstance(stored, RefusedTask) and stored.module and module_folder(stored.module):
+        error = stored.with_folder(str(module_folder(stored.module)))  # the folder it came from here
     elif isinstance(stored, BaseException):
         error = stored
     else:

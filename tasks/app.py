@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import sys
+from functools import cached_property
 from typing import Any
 
 import click
@@ -33,6 +36,7 @@ class FarpoolCelery(Celery):
     is printed as one line and exits with status 2.
     """
 
+    amqp_cls = "tasks.transport:AMQP"  # its Connection prints the broker URL as written
     control_cls = "tasks.watch:FarpoolControl"  # Flower's enable_events: task events while it watches
     events_cls = "tasks.watch:FarpoolEvents"  # an event receiver of this app marks the cluster watched
 
@@ -54,7 +58,24 @@ class FarpoolCelery(Celery):
         takes the place of farpool's packages.
         """
         sys.path.extend(folder for folder in self.settings.import_path if folder not in sys.path)
+        missing = next((name for name in self.settings.include if not _findable(name)), None)
+        if missing is not None:
+            self._cannot_import(missing)
         mark_importing_user_code(True)
+
+    def _cannot_import(self, module: str) -> None:
+        """One line naming the module and where it was looked for: exit 2 under `celery`."""
+        folders = ", ".join(dict.fromkeys(folder or os.getcwd() for folder in sys.path))
+        where = os.pathsep.join(self.settings.import_path) or "(unset)"
+        message = (
+            f"FARPOOL_INCLUDE: module {module!r} cannot be imported: no folder searched holds it "
+            f"(FARPOOL_IMPORT_PATH={where}; sys.path with it: {folders}); "
+            f"set FARPOOL_IMPORT_PATH to the folder that holds {module.replace('.', '/')}.py"
+        )
+        if _inside_celery_command():
+            click.echo(f"farpool: {message}", err=True)
+            raise SystemExit(2)
+        raise ImportError(message, name=module)
 
     def _after_user_modules(self, sender: Any = None, **_: Any) -> None:
         if getattr(sender, "app", None) is self:
@@ -84,6 +105,11 @@ class FarpoolCelery(Celery):
             if client is not None:
                 client.connection_pool.disconnect()
         super().close()
+
+    @cached_property
+    def Worker(self) -> Any:
+        """Celery's worker program, with farpool's banner and start-up checks (tasks/worker.py)."""
+        return self.subclass_with_self("tasks.worker:Worker")
 
     @property
     def settings(self) -> Settings:
@@ -117,6 +143,14 @@ def _after_task(task_id: str | None = None, **_: Any) -> None:
     """The task's result is stored (or was not to be): its arrays' bytes are no longer needed."""
     if task_id is not None:
         pending_results.pop(task_id, None)
+
+
+def _findable(module: str) -> bool:
+    """True if `module` can be found for import (its parent packages are imported to look)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
 
 
 def _inside_celery_command() -> bool:

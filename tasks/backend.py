@@ -6,7 +6,8 @@
    stores one later (the chunk was running, or stores REVOKED when it meets the revoked
    message) drops it instead, in the same atomic script. Those still in flight are revoked
    with `farpool_revoke` (tasks/control.py), which, unlike Celery's revoke, stores nothing.
-   Nothing is left for a day.
+   A mark goes with the store it drops, or when its message is withdrawn from the queue
+   (`withdrawn`), or with its abandoned chord (`forget_chord`): nothing is left for a day.
 2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
    past the visibility timeout) and both runs may store: only the first store is kept. The
    redelivered run marks its task as *twinned* when it starts (`expect_twin`); whichever run
@@ -26,14 +27,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
+import redis
 from celery import states
 from celery.backends.redis import RedisBackend, SentinelBackend
 from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 
+from config import mask_url
 from tasks.blobs import data_key
 from tasks.contract import GATHER
 from tasks.payload import pending_results
@@ -57,9 +60,12 @@ SUCCEEDED = '{"status": "SUCCESS"'
 # ARGV: the encoded meta, seconds to keep it (0: for ever), SUCCEEDED: a stored success is never
 # overwritten (by a lost worker's late failure), as in Celery's own read-then-write store,
 # REPLAY_GRACE, then the result's arrays as field, bytes pairs: written only with the result,
-# so that a dropped result leaves no bytes behind. A discarded result is
-# dropped, with an empty message on its channel: that task has ended. A twinned task's first
-# store, kept or dropped, marks the other run's as dropped.
+# so that a dropped result leaves no bytes behind. A discarded result is dropped and its mark
+# removed, with an empty message on its channel: that task has ended.
+# Returns 1: stored; 0: dropped; -1: dropped as discarded, with a twin mark 'dropped' for
+# REPLAY_GRACE, so that the same store replayed (its reply lost) is dropped again: the store
+# deletes that mark once the reply came back (no replay then). A twinned task's first store,
+# kept or dropped, marks the other run's as dropped.
 _STORE = """
 local twin = redis.call('GET', KEYS[3])
 if twin == 'stored' or twin == 'dropped' then
@@ -70,11 +76,13 @@ end
 if twin then
   redis.call('SET', KEYS[3], 'stored', 'KEEPTTL')
 end
-if redis.call('ZSCORE', KEYS[2], KEYS[1]) then
-  local now = tonumber(redis.call('TIME')[1])
-  redis.call('ZADD', KEYS[2], 'XX', now + tonumber(ARGV[4]), KEYS[1])
+if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
   redis.call('PUBLISH', KEYS[1], '')
-  return 0
+  if twin then
+    return 0
+  end
+  redis.call('SET', KEYS[3], 'dropped', 'EX', ARGV[4])
+  return -1
 end
 local current = redis.call('GET', KEYS[1])
 if current and string.sub(current, 1, #ARGV[3]) == ARGV[3] then
@@ -102,9 +110,18 @@ end
 redis.call('SET', KEYS[2], state, 'EX', ARGV[1])
 return 0
 """
+# DISCARDED itself expires with its last mark: a mark whose task never ends (its worker was
+# lost) does not keep the key for longer than its own time.
+_EXPIRE_WITH_LAST_MARK = """
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if last[2] then
+  redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(last[2])))
+end
+"""
 # KEYS: DISCARDED, then result keys. ARGV: now, until when a mark is kept (both epoch seconds).
 # Returns the positions (from 0) of the keys not stored yet: those tasks are still in flight.
-_DISCARD = """
+_DISCARD = (
+    """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local pending = {}
 for i = 2, #KEYS do
@@ -113,8 +130,10 @@ for i = 2, #KEYS do
     pending[#pending + 1] = i - 2
   end
 end
-return pending
 """
+    + _EXPIRE_WITH_LAST_MARK
+    + "return pending"
+)
 
 # KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. An abandoned chord (its
 # map was terminated) goes whole, now and after each later part's return. A finished one has its
@@ -128,9 +147,20 @@ end
 return 0
 """
 # KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. ARGV: until when.
-_ABANDON_CHORD = """
+_ABANDON_CHORD = (
+    """
 redis.call('ZADD', KEYS[1], ARGV[1], KEYS[2])
 redis.call('DEL', unpack(KEYS, 3))
+"""
+    + _EXPIRE_WITH_LAST_MARK
+    + "return 0"
+)
+# KEYS: DISCARDED, the gather task's result key, the chord's group key, then its CHORD_SUFFIXES
+# keys. An abandoned chord none of whose parts can return any more (each was withdrawn, or has
+# ended): its marks and keys go.
+_FORGET_CHORD = """
+redis.call('ZREM', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', unpack(KEYS, 4))
 return 0
 """
 
@@ -173,10 +203,12 @@ class _FarpoolResults:
         arguments = [value, int(expires or 0), SUCCEEDED, REPLAY_GRACE]
         for field, data in blobs:
             arguments += [field, data]
-        stored = self._script(_STORE)(
-            keys=[key, DISCARDED, TWIN_PREFIX + text, data_key(task_id)], args=arguments
-        )
-        _last_store.dropped = None if stored else key
+        twin = TWIN_PREFIX + text
+        stored = self._script(_STORE)(keys=[key, DISCARDED, twin, data_key(task_id)], args=arguments)
+        _last_store.dropped = None if stored == 1 else key
+        if stored == -1:  # the reply came back: this store will not be replayed, its guard can go
+            with suppress(redis.RedisError):  # else it expires after REPLAY_GRACE
+                self.client.delete(twin)  # type: ignore[attr-defined]
 
     def _store_result(
         self, task_id: str, result: Any, state: str, traceback: Any = None, request: Any = None, **kwargs: Any
@@ -212,6 +244,12 @@ class _FarpoolResults:
             keys=[DISCARDED, *self._chord_keys(group_id)], args=[time.time() + remember]
         )
 
+    def forget_chord(self, group_id: str) -> None:
+        """An abandoned chord none of whose parts can still return: its mark and keys go now,
+        and its gather task's mark (the group's id is that task's), never sent."""
+        keys = [DISCARDED, self.get_key_for_task(group_id), *self._chord_keys(group_id)]  # type: ignore[attr-defined]
+        self._script(_FORGET_CHORD)(keys=keys)
+
     def discard(self, task_ids: Sequence[str], remember: float) -> list[str]:
         """Delete these tasks' results, and drop any stored later within `remember` seconds.
 
@@ -242,6 +280,11 @@ class _FarpoolResults:
             if state != states.SUCCESS or dropped:
                 self.drop_finished_chord(request.group)
         return returned
+
+    def as_uri(self, include_password: bool = False) -> str:
+        """The URL as written (the worker banner's `results:`), `***` for a password if any."""
+        url = str(self.url or "")  # type: ignore[attr-defined]
+        return url if include_password else mask_url(url)
 
     def on_task_call(self, producer: Any, task_id: str) -> None:
         if not getattr(_quiet, "active", False):

@@ -23,18 +23,19 @@ from tasks.contract import (
     is_reference,
 )
 from tasks.encoding import Values
-from tasks.references import RefusedTask, resolve, task_body
+from tasks.references import RefusedTask, Worker, resolve, task_body
 
 
-def mappable_task(app: Celery, name: str) -> Task:
+def mappable_task(app: Celery, name: str, hostname: str | None = None) -> Task:
     """The user task registered on `app` as `name`; RefusedTask for built-ins and unknown names."""
     if is_internal(name):
         raise RefusedTask(f"task {name!r} is internal and cannot be mapped")
     try:
         return app.tasks[name]
     except KeyError:
+        where = f"worker {hostname}" if hostname else "this worker"
         raise RefusedTask(
-            f"task {name!r} is not registered on this worker "
+            f"task {name!r} is not registered on {where} "
             "(define it with @app.task in a module listed in FARPOOL_INCLUDE)"
         ) from None
 
@@ -50,11 +51,16 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
     return results
 
 
-def callable_for(app: Celery, name: str) -> Callable[..., Any]:
+def callable_for(app: Celery, name: str, hostname: str | None = None) -> Callable[..., Any]:
     """What a chunk calls per item: the plain function a reference names, or a task's body."""
     if is_reference(name):
-        return resolve(name, app.allowlist)
-    return task_body(mappable_task(app, name))
+        return resolve(name, app.allowlist, worker(app, hostname))
+    return task_body(mappable_task(app, name, hostname))
+
+
+def worker(app: Celery, hostname: str | None) -> Worker:
+    """This worker, as a refusal names it."""
+    return Worker(hostname, tuple(app.settings.import_path))
 
 
 def _run(
@@ -65,8 +71,9 @@ def _run(
     star: bool,
     timed: bool,
     timeout: float | None,
+    hostname: str | None,
 ) -> Any:
-    call = callable_for(app, task)
+    call = callable_for(app, task, hostname)
     results: list[Any] = []
     append = results.append
     began = time.perf_counter()
@@ -97,7 +104,7 @@ def map_chunk(
     timeout: float | None = None,
 ) -> Any:
     """[task(item) for item in items]; arguments as tasks.contract.ChunkArguments."""
-    return _run(self.app, task, items, start, star=False, timed=timed, timeout=timeout)
+    return _run(self.app, task, items, start, False, timed, timeout, self.request.hostname)
 
 
 @shared_task(name=STARMAP_CHUNK, bind=True)
@@ -110,13 +117,14 @@ def starmap_chunk(
     timeout: float | None = None,
 ) -> Any:
     """[task(*item) for item in items], as map_chunk."""
-    return _run(self.app, task, items, start, star=True, timed=timed, timeout=timeout)
+    return _run(self.app, task, items, start, True, timed, timeout, self.request.hostname)
 
 
 @shared_task(name=CALL, bind=True)
 def call(self: Task, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
     """function(*args, **kwargs) for a plain function's reference (apply_async, Process)."""
-    result = resolve(function, self.app.allowlist)(*args, **(kwargs or {}))
+    called = resolve(function, self.app.allowlist, worker(self.app, self.request.hostname))
+    result = called(*args, **(kwargs or {}))
     if first_unsendable([result]) is not None:
         raise UnsendableResult(f"{function!r} returned {type(result).__name__}, which JSON cannot carry")
     return result

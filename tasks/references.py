@@ -11,10 +11,12 @@ private-to-a-class one. Anything else is refused before it runs.
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 import types
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task
@@ -22,7 +24,7 @@ from celery.local import Proxy
 from celery.utils.objects import mro_lookup
 
 from tasks.contract import BUILT_IN_ALLOWED, FARPOOL_MODULES
-from tasks.errors import RefusedTask
+from tasks.errors import FOLDER, RefusedTask
 
 _importing = threading.local()
 
@@ -68,28 +70,42 @@ def allowlist(include: Sequence[str]) -> tuple[str, ...]:
     return tuple(module for module in include if module not in FARPOOL_MODULES)
 
 
-def _refuse(reference: str, why: str, include: Sequence[str], module: str | None = None) -> RefusedTask:
+@dataclass(frozen=True)
+class Worker:
+    """Who resolves a reference, for the refusal's hint: its name, and its FARPOOL_IMPORT_PATH."""
+
+    hostname: str | None = None
+    import_path: tuple[str, ...] = ()
+
+
+def _refuse(
+    reference: str, why: str, include: Sequence[str], worker: Worker, module: str | None = None
+) -> RefusedTask:
     allowed = allowlist(include)
     users = [name for name in allowed if name not in BUILT_IN_ALLOWED]
     fix = ""
     if module is not None:
-        fix = f"; to allow it, set FARPOOL_INCLUDE={','.join([*users, module])} on the worker"
+        folders = os.pathsep.join([*worker.import_path, FOLDER])
+        fix = f"; to allow it, start that worker with FARPOOL_INCLUDE={','.join([*users, module])} "
+        fix += f"FARPOOL_IMPORT_PATH={folders}"
     shown = ", ".join(allowed) or "nothing"
     listed = f"allowed on this worker, from FARPOOL_INCLUDE and farpool's examples: {shown}"
-    return RefusedTask(f"function {reference!r} refused: {why} ({listed}){fix}")
+    by = f" by worker {worker.hostname}" if worker.hostname else ""
+    return RefusedTask(f"function {reference!r} refused{by}: {why} ({listed}){fix}", *filter(None, [module]))
 
 
-def resolve(reference: str, include: Sequence[str]) -> Callable[..., Any]:
+def resolve(reference: str, include: Sequence[str], worker: Worker = Worker()) -> Callable[..., Any]:
     """The plain function `reference` names, if the allowlist admits it; RefusedTask otherwise."""
     module_name, _, name = reference.partition(":")
     if module_name in FARPOOL_MODULES:
-        raise _refuse(reference, f"{module_name!r} is farpool's own module", include)
+        raise _refuse(reference, f"{module_name!r} is farpool's own module", include, worker)
     if module_name not in allowlist(include):
         why = f"module {module_name!r} is not in FARPOOL_INCLUDE"
-        raise _refuse(reference, why, include, module_name if module_name.isidentifier() else None)
+        listable = module_name if all(part.isidentifier() for part in module_name.split(".")) else None
+        raise _refuse(reference, why, include, worker, listable)
     if not name.isidentifier():
         why = f"{name!r} is not the name of a function defined at the top level of {module_name!r}"
-        raise _refuse(reference, why, include)
+        raise _refuse(reference, why, include, worker)
     with importing_user_code():  # imported on first use: a script the local cluster allows
         module = importlib.import_module(module_name)
     target = vars(module).get(name)
@@ -100,11 +116,11 @@ def resolve(reference: str, include: Sequence[str]) -> Callable[..., Any]:
     if not isinstance(target, types.FunctionType):
         what = "nothing" if target is None else f"a {type(target).__name__}"
         why = f"{module_name}.{name} is {what}, not a plain function"
-        raise _refuse(reference, why, include)
+        raise _refuse(reference, why, include, worker)
     if target.__module__ != module_name or target.__qualname__ != name:
         why = (
             f"{module_name}.{name} is {target.__module__}.{target.__qualname__}, "
             f"imported into {module_name!r}, not defined there"
         )
-        raise _refuse(reference, why, include)
+        raise _refuse(reference, why, include, worker)
     return target

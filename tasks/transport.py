@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
+import kombu
 import redis
+from celery.app import amqp
 from kombu.transport import redis as kombu_redis
+from kombu.utils.url import as_url
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -99,7 +103,46 @@ class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
 
 
+class Connection(kombu.Connection):
+    """kombu's, showing its URL as the user wrote it.
+
+    kombu's `as_uri` names the transport by its setting (`tasks.transport:Transport://`) and
+    writes `:**@` whether or not there is a password: the worker banner, Flower's log and the
+    connection errors all print that. This one writes the scheme (`redis://`, `rediss://`,
+    `sentinel://`), and `***` for a password only when there is one, as config.mask_url does.
+    """
+
+    def as_uri(self, include_password: bool = False, mask: str = "***", **kwargs: Any) -> str:
+        scheme = _SCHEMES.get(str(self.transport_cls))
+        if scheme is None:  # another transport, given by hand: kombu's own rendering
+            return str(super().as_uri(include_password, mask, **kwargs))
+        if scheme == "redis" and self.ssl:
+            scheme = "rediss"
+        vhost = self.virtual_host
+        return str(
+            as_url(
+                scheme,
+                self.hostname or "localhost",
+                self.port,
+                self.userid,
+                self.password,
+                quote(str(vhost)) if vhost not in (None, "", "/") else None,
+                sanitize=not include_password,
+                mask="***",
+            )
+        )
+
+
+class AMQP(amqp.AMQP):
+    """Celery's, making farpool's Connection (FarpoolCelery.amqp_cls)."""
+
+    Connection = Connection
+
+
 def transport_setting(url: str) -> str:
     """Celery's `broker_transport` value selecting farpool's transport for this broker URL."""
     transport = SentinelTransport if url.startswith("sentinel://") else Transport
     return f"{__name__}:{transport.__name__}"
+
+
+_SCHEMES = {transport_setting("redis://"): "redis", transport_setting("sentinel://"): "sentinel"}

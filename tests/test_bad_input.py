@@ -8,6 +8,7 @@ worker logged the refusal, never ran or unpickled the message, and keeps serving
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,8 +88,11 @@ def test_the_chunk_executor_refuses_builtins_and_unregistered_tasks(
     items = [["touch /tmp/never"]] if executor == "farpool.starmap_chunk" else ["touch /tmp/never"]
     sent = cluster.app.send_task(executor, args=(name, items, 0))
     poll(lambda: stored(cluster.app, sent.id), "the refusal to be stored")
-    with pytest.raises(RefusedTask, match=name.replace(".", r"\.")):
+    with pytest.raises(RefusedTask, match=name.replace(".", r"\.")) as refused:
         module_pool.attach(sent.id).get(30)
+    if name == "no.such.task":  # the refusal names the worker that refused
+        worker = cluster.local.node_name.replace("%h", socket.gethostname())
+        assert f"is not registered on worker {worker} " in str(refused.value), refused.value
 
 
 def test_map_of_a_result_json_cannot_carry_names_task_and_item(module_pool: Pool) -> None:

@@ -56,6 +56,41 @@ def test_submit_then_result(cluster: Cluster) -> None:
     assert (done.returncode, done.stdout) == (0, f"{[n * n for n in range(10)]}\n"), done.stderr
 
 
+PLAIN = "producer.demo.pool_multiprocessing:square"  # what `farpool tasks` lists as callable
+
+
+def test_plain_functions_by_reference_in_every_subcommand(cluster: Cluster) -> None:
+    """Issue 23: `farpool map module:function` was "no task named ... is registered", exit 2."""
+    done = run_cli("map", PLAIN, "1", "2", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "[1, 4]\n"), done.stderr
+    done = run_cli("map", PLAIN, "--range", "0:4", "--lines", env=cluster.env)
+    assert (done.returncode, done.stdout.split()) == (0, ["0", "1", "4", "9"]), done.stderr
+    done = run_cli("starmap", "usertasks:plain_power", "[2, 3]", "[3]", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "[8, 9]\n"), done.stderr
+    done = run_cli("apply", "usertasks:plain_power", "2", "--kwargs", '{"exponent": 5}', env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "32\n"), done.stderr
+    submitted = run_cli("submit", PLAIN, "--range", "0:3", env=cluster.env)
+    assert submitted.returncode == 0, submitted.stderr
+    done = run_cli("result", submitted.stdout.strip(), "--timeout", "60", env=cluster.env)
+    assert (done.returncode, done.stdout) == (0, "[0, 1, 4]\n"), done.stderr
+    done = run_cli("advise", PLAIN, "--sample", "3", "--items", "10", env=cluster.env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{PLAIN}: "), done.stdout
+
+
+def test_a_plain_function_outside_the_allowlist_is_refused_by_the_worker(cluster: Cluster) -> None:
+    done = run_cli("apply", "os:getcwd", env=cluster.env)
+    assert done.returncode == 1, done.stderr
+    assert "not in FARPOOL_INCLUDE" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+@pytest.mark.parametrize("reference", ["usertasks:", ":square", "user tasks:square", "usertasks:a.b"])
+def test_a_malformed_reference_is_one_line_and_exit_2(cluster: Cluster, reference: str) -> None:
+    done = run_cli("apply", reference, "1", env=cluster.env)
+    assert done.returncode == 2, done.stderr
+    assert "module:function" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
 def test_a_task_error_is_one_line_and_exit_1(cluster: Cluster) -> None:
     done = run_cli("map", "tasks.examples.fail_on", "1", "3", env=cluster.env)
     assert done.returncode == 1

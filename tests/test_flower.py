@@ -131,6 +131,14 @@ def wait_for_chunk_labels(flower: Flower, worker: str, labels: set[str]) -> dict
     return poll(chunks, f"Flower listing the chunk tasks {sorted(labels)}")
 
 
+def test_flower_logs_the_broker_url_as_written(cluster: Cluster, flower: Flower) -> None:
+    """Issue 23: Flower logged `Broker: tasks.transport:Transport://:**@127.0.0.1:...`."""
+    url = cluster.settings.broker_url
+    poll(lambda: "Broker: " in flower.log.read_text(errors="replace"), "Flower to log its broker")
+    broker = [line for line in flower.log.read_text(errors="replace").splitlines() if "Broker: " in line]
+    assert broker and broker[0].endswith(f"Broker: {url}"), broker
+
+
 def test_flower_refuses_requests_without_the_right_credentials(flower: Flower) -> None:
     for path in ("/api/workers", "/api/tasks", "/tasks"):
         assert flower.request(path, credentials=None)[0] == 401, path
@@ -145,7 +153,8 @@ def test_flower_api_lists_the_worker_and_the_labelled_chunks_of_a_map(
     wait_until_flower_sees_worker(flower, name)
 
     with cluster.pool() as pool:
-        assert pool.map("tasks.examples.square", range(30), chunksize=10) == [x * x for x in range(30)]
+        sent = pool.map_async("tasks.examples.square", range(21), chunksize=10)
+        assert sent.get(60) == [x * x for x in range(21)]
 
     workers = poll(
         lambda: (found := flower.api("/api/workers?refresh=1")).get(name) and found,
@@ -154,14 +163,18 @@ def test_flower_api_lists_the_worker_and_the_labelled_chunks_of_a_map(
     assert workers[name]["stats"]["pool"]["max-concurrency"] == cluster.settings.concurrency
     assert [queue["name"] for queue in workers[name]["active_queues"]] == [cluster.settings.queue]
 
-    labels = {f"square × 10 items [chunk {index}/3]" for index in (1, 2, 3)}
+    # each names its map by the start of the id `farpool submit` prints; the last one has 1 item
+    labels = {
+        f"square × {n} [map {sent.id[:8]}, chunk {i}/3]"
+        for i, n in ((1, "10 items"), (2, "10 items"), (3, "1 item"))
+    }
     chunks = wait_for_chunk_labels(flower, name, labels)
     for task in chunks.values():
         assert task["name"] == "farpool.map_chunk"
         assert task["worker"] == name
         assert task["kwargs"].startswith("{'task': 'tasks.examples.square', 'start': ")
     results = sorted(json.loads(task["result"]) for task in chunks.values())
-    assert results == [[x * x for x in range(start, start + 10)] for start in (0, 10, 20)]
+    assert results == [[x * x for x in range(start, min(start + 10, 21))] for start in (0, 10, 20)]
 
 
 def chromium(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
@@ -202,8 +215,9 @@ def test_flower_tasks_page_renders_the_chunk_labels_in_a_browser(cluster: Cluste
     name = worker_name(cluster)
     wait_until_flower_sees_worker(flower, name)
     with cluster.pool() as pool:
-        assert pool.map("tasks.examples.square", range(24), chunksize=6) == [x * x for x in range(24)]
-    labels = {f"square × 6 items [chunk {index}/4]" for index in (1, 2, 3, 4)}
+        sent = pool.map_async("tasks.examples.square", range(24), chunksize=6)
+        assert sent.get(60) == [x * x for x in range(24)]
+    labels = {f"square × 6 items [map {sent.id[:8]}, chunk {index}/4]" for index in (1, 2, 3, 4)}
     wait_for_chunk_labels(flower, name, labels)  # Flower has them: the page's table must show them
 
     page = flower.url.replace("http://", f"http://{flower.user}:{flower.password}@") + "/tasks"

@@ -25,6 +25,7 @@ from usertasks_faults import run_counts
 
 from producer import Pool
 from producer.cluster import descendant_pids
+from tasks.backend import DISCARDED
 from tasks.examples import fail_on, square
 
 ORPHAN_DEADLINE = 5.0
@@ -233,6 +234,70 @@ def test_a_failed_map_leaves_no_revoked_key(cluster: Cluster) -> None:
     with cluster.pool() as pool:  # a later map on the same worker runs after the revoked ones
         assert pool.map(square, range(4)) == [0, 1, 4, 9]
     assert result_keys(client) == before
+
+
+def farpool_state(client: redis.Redis) -> tuple[set[bytes], set[bytes]]:
+    """farpool's keys, and the discard marks in DISCARDED (a key many calls share)."""
+    keys = set(client.scan_iter(match=b"farpool-*", count=1000))
+    return keys, set(client.zrange(DISCARDED, 0, -1))
+
+
+def left_behind(client: redis.Redis, before: tuple[set[bytes], set[bytes]]) -> list[bytes]:
+    """The farpool keys and discard marks that were not there `before`."""
+    keys, marks = farpool_state(client)
+    return sorted((keys - before[0] - {DISCARDED.encode()}) | (marks - before[1]))
+
+
+@pytest.mark.parametrize("method", ["map", "map_async"])
+def test_a_failed_map_leaves_no_farpool_key_once_its_chunks_have_ended(cluster: Cluster, method: str) -> None:
+    """Issue 21: the marks of the revoked chunks the worker met stayed in farpool-discarded."""
+    client = cluster.app.backend.client
+    before = farpool_state(client)
+    with cluster.pool() as pool:
+        with pytest.raises(ValueError, match="item 3 is bad"):
+            if method == "map":
+                pool.map(fail_on, range(40), chunksize=1)
+            else:
+                pool.map_async(fail_on, range(40), chunksize=1).get(60)
+        pool.close()
+        pool.join()  # as multiprocessing's: returns once the chunks still running have ended
+    poll(lambda: not left_behind(client, before), "the failed map's farpool keys and marks to go")
+
+
+@pytest.mark.parametrize("method", ["starmap", "starmap_async"])
+def test_a_failed_maps_running_chunk_keeps_its_mark_until_it_stores(cluster: Cluster, method: str) -> None:
+    client = cluster.app.backend.client
+    before = farpool_state(client)
+    counter = f"test-started-{uuid.uuid4().hex}"
+    items = [(-1, counter), (5, counter)]
+    try:
+        with cluster.pool() as pool:
+            with pytest.raises(ValueError, match="asked to fail"):
+                if method == "starmap":
+                    pool.starmap("usertasks.counted_nap", items, chunksize=1)
+                else:
+                    pool.starmap_async("usertasks.counted_nap", items, chunksize=1).get(60)
+            poll(lambda: client.get(counter) == b"2", "the napping chunk to start")
+            assert left_behind(client, before), "the running chunk's mark must stay until it stores"
+            pool.close()
+            pool.join()  # waits for the napping chunk: its store is dropped
+        poll(lambda: not left_behind(client, before), "the dropped store's marks to go")
+    finally:
+        client.delete(counter)
+
+
+def test_terminate_stops_a_running_apply_async(cluster: Cluster) -> None:
+    """A recorded call's id is not a chord's gather task: terminate() must still revoke it."""
+    client = cluster.app.backend.client
+    counter = f"test-started-{uuid.uuid4().hex}"
+    try:
+        with cluster.pool() as pool:
+            pool.apply_async("usertasks.counted_nap", (120, counter))
+            poll(lambda: client.get(counter) == b"1", "the call to start")
+        inspect = cluster.app.control.inspect(timeout=2)
+        poll(lambda: not any((inspect.active() or {"?": ["?"]}).values()), "the worker to stop the call")
+    finally:
+        client.delete(counter)
 
 
 def test_a_terminated_map_async_leaves_no_key(cluster: Cluster) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -175,19 +176,37 @@ def test_messages_pushed_onto_the_queue_outside_the_allowlist_run_nothing(
         result.forget()
 
 
-def test_a_module_the_worker_does_not_list_is_refused_naming_the_setting(module_pool: Pool) -> None:
+def test_a_module_the_worker_does_not_list_is_refused_naming_the_settings_and_worker(
+    cluster: Cluster, module_pool: Pool
+) -> None:
     sys.path.insert(0, str(Path(__file__).parent / "unlisted"))
     try:
         import unlisted_module
     finally:
         sys.path.pop(0)
-    with pytest.raises(RefusedTask, match="set FARPOOL_INCLUDE=usertasks,userhelpers,userarrays,unlisted_module on"):
+    with pytest.raises(RefusedTask) as refused:
         module_pool.map(unlisted_module.double, [1, 2])
+    # Issue 23: the hint named FARPOOL_INCLUDE only (the worker then could not import the module)
+    # and not the worker that refused.
+    folder = Path(unlisted_module.__file__).parent
+    message = str(refused.value)
+    include = (
+        "start that worker with FARPOOL_INCLUDE=usertasks,userhelpers,userarrays,unlisted_module "
+        "FARPOOL_IMPORT_PATH="
+    )
+    assert include in message and message.endswith(str(folder)), message  # after the worker's own
+    worker = cluster.local.node_name.replace("%h", socket.gethostname())
+    assert f"refused by worker {worker}:" in str(refused.value), refused.value
 
 
 def test_flower_labels_name_the_plain_function(cluster: Cluster) -> None:
     from producer.canvas import map_signatures
 
-    signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None)
+    map_id = "1a2b3c4d-0000-4000-8000-000000000000"
+    signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None, map_id)
     labels = [signature.options["argsrepr"] for signature in signatures]
-    assert labels == ["square × 2 items [chunk 1/2]", "square × 1 items [chunk 2/2]"]
+    # Issue 23: `square × 1 items [chunk 2/2]` said neither which map nor `1 item`
+    assert labels == [
+        "square × 2 items [map 1a2b3c4d, chunk 1/2]",
+        "square × 1 item [map 1a2b3c4d, chunk 2/2]",
+    ]
