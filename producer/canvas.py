@@ -10,7 +10,7 @@ from celery.canvas import Signature
 from celery.utils import uuid
 
 from producer.chunking import split
-from tasks.contract import chunk_arguments, executor, short_name
+from tasks.contract import CALL, chunk_arguments, executor, is_reference, short_name
 
 HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process
 
@@ -83,3 +83,14 @@ def map_signatures(
         )
         for index, chunk in enumerate(chunks)
     ]
+
+
+def apply_message(
+    name: str, args: list[Any], kwargs: dict[str, Any], options: dict[str, Any]
+) -> tuple[str, list[Any], dict[str, Any], dict[str, Any]]:
+    """(task, args, kwargs, options) of an apply's one message: a registered task's own, or, for
+    a plain function's reference, farpool.call, which resolves it on the worker, then calls it."""
+    if not is_reference(name):
+        return name, args, kwargs, options
+    labels = {"argsrepr": f"{short_name(name)}(…)", "kwargsrepr": f"{{'function': {name!r}}}"}
+    return CALL, [], {"function": name, "args": args, "kwargs": kwargs}, {**options, **labels}

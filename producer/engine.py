@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import functools
 import logging
-import sys
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence, Sized
@@ -18,18 +17,12 @@ from celery.utils import uuid
 from kombu.exceptions import OperationalError
 
 import tasks
-from producer.canvas import (
-    check_timeout,
-    chunk_label,
-    chunk_signature,
-    map_signatures,
-    short_id,
-    time_limits,
-)
+from producer.canvas import apply_message, check_timeout, map_signatures, time_limits
 from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
 from producer.cluster import LocalCluster, WorkerInfo, announced_workers
 from producer.handles import PutHandle
 from producer.imap import IMapIterator
+from producer.imap_sending import ImapChunks
 from producer.ledger import Ledger
 from producer.local_start import start_local_worker
 from producer.lost import missing_tasks
@@ -40,7 +33,7 @@ from producer.references import main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
 from producer.withdraw import withdraw_queued
-from tasks.contract import CALL, GATHER, is_reference, short_name
+from tasks.contract import GATHER
 from tasks.references import is_importing_user_code
 
 if TYPE_CHECKING:
@@ -219,7 +212,13 @@ class PoolEngine:
         map_id = uuid()
         name, signatures, lengths = self._map_signatures(func, iterable, chunksize, star, timeout, map_id)
         if not signatures:
-            return self._empty_map_async(map_id, name, callback, error_callback)
+            # Ready at once with [], as multiprocessing's, which never calls its callback then; a
+            # Celery signature callback is sent [], as Celery's chord does for an empty header.
+            if isinstance(callback, Signature):
+                body = self._app.signature(dict(callback))  # rebuilt on this app: its broker and queue
+                with sending(self._app) as producer:
+                    body.apply_async(([],), producer=producer)
+            return MapResult(self._ledger, Sent(map_id, name), Callbacks(None, error_callback))
         chunk_ids = tuple(str(signature.id) for signature in signatures)
         sent = Sent(map_id, name, chunk_ids, tuple(lengths), gathered=True, recorded=True)
         local_callback = None if isinstance(callback, Signature) else callback
@@ -235,22 +234,6 @@ class PoolEngine:
         with sending(self._app) as producer:
             group(signatures, app=self._app).apply_async(producer=producer, task_id=map_id)
         return result
-
-    def _empty_map_async(
-        self, map_id: str, name: str, callback: Callback | Signature | None, error_callback: Callback | None
-    ) -> MapResult[Any]:
-        """A map_async of no items is ready at once with [], as multiprocessing's: nothing is sent,
-        nothing is stored (a chord of no chunks would never run its gather task).
-
-        A function as callback is not called: multiprocessing's MapResult of no items never calls
-        it. A Celery signature as callback is sent with [], as Celery's chord runs its body when
-        its header is empty.
-        """
-        if isinstance(callback, Signature):
-            body = self._app.signature(dict(callback))  # rebuilt on this app: its broker and queue
-            with sending(self._app) as producer:
-                body.apply_async(([],), producer=producer)
-        return MapResult(self._ledger, Sent(map_id, name), Callbacks(None, error_callback))
 
     # -- apply -------------------------------------------------------------------------------
 
@@ -276,12 +259,7 @@ class PoolEngine:
         options: dict[str, Any] = {"task_id": sent.id, **(time_limits(timeout, 1) if timeout else {})}
         if headers := self._arrays.apply_headers(record):  # only this pool collects it: arrays in memory
             options["headers"] = headers
-        if is_reference(name):  # a plain function: farpool.call resolves it on the worker, then calls it
-            task, task_args = CALL, []
-            task_kwargs = {"function": name, "args": list(args), "kwargs": kwds}
-            options.update(argsrepr=f"{short_name(name)}(…)", kwargsrepr=f"{{'function': {name!r}}}")
-        else:
-            task, task_args, task_kwargs = name, list(args), kwds
+        task, task_args, task_kwargs, options = apply_message(name, list(args), kwds, options)
         with sending(self._app) as producer:
             self._app.send_task(task, args=task_args, kwargs=task_kwargs, producer=producer, **options)
         return result
@@ -302,20 +280,8 @@ class PoolEngine:
         check_chunksize(chunksize)
         check_timeout(timeout)
         name = task_name(func, self._app)
-        call = f"imap {short_id(uuid())}"
         bar = self._progress_bar(len(iterable) if isinstance(iterable, Sized) else None, progress)
-        sequence = iter(range(1, sys.maxsize))
-
-        def submit(items: list[Any], start: int) -> str:
-            label = chunk_label(name, len(items), call, str(next(sequence)))
-            outgoing = Outgoing(items, self._arrays.max_payload)
-            signature = chunk_signature(self._app, name, outgoing.items, start, star, label, True, timeout)
-            self._arrays.store(str(signature.id), outgoing.refs(0, len(items)))
-            self._arrays.reply_in_memory([signature])
-            with sending(self._app) as producer:
-                signature.apply_async(producer=producer)
-            return str(signature.id)
-
+        submit = ImapChunks(self._app, self._arrays, name, star, timeout)
         return IMapIterator(
             self._ledger,
             submit,
