@@ -7,6 +7,7 @@ and, when it is installed, Ray (its Pool and `ray.put`); a Celery group cannot c
 from __future__ import annotations
 
 import importlib.util
+import sys
 from typing import Any
 
 import numpy as np
@@ -36,10 +37,45 @@ def server_traffic(bench: Bench) -> int:
     return int(stats["total_net_input_bytes"]) + int(stats["total_net_output_bytes"])
 
 
-def ray_note() -> str:
+_ray_figures: dict[str, float] = {}
+
+
+def ray_note(key: str = "") -> str:
     if importlib.util.find_spec("ray") is None:
         return "Ray: not installed (pip install ray), not run"
-    return "Ray: installed, but not run by this bench yet"
+    if key in _ray_figures:
+        return f"Ray: {_ray_figures[key] * 1000:.0f} ms"
+    return "Ray: installed, but its run failed (see stderr)"
+
+
+def run_ray(processes: int, inputs: list[Any], value: Any, tasks: int, repeat: int) -> None:
+    """Ray's figures for the same workloads, when it is installed: its Pool for the maps, `ray.put`
+    and a remote function for the value sent once. Medians, as for the others."""
+    if importlib.util.find_spec("ray") is None:
+        return
+    try:
+        import ray
+        from ray.util.multiprocessing import Pool as RayPool
+
+        ray.init(num_cpus=processes, include_dashboard=False, log_to_driver=False)
+        try:
+            peek = ray.remote(bench_tasks.peek)
+            with RayPool(processes) as pool:
+                for key, function in (("data_total", bench_tasks.total), ("data_double", bench_tasks.double)):
+                    pool.map(function, inputs)
+                    samples = sample({"ray": lambda function=function: pool.map(function, inputs)}, repeat)
+                    _ray_figures[key] = median(samples["ray"])
+
+            def put_once() -> list[float]:
+                handle = ray.put(value)
+                return list(ray.get([peek.remote(handle) for _ in range(tasks)]))
+
+            put_once()
+            _ray_figures["data_put"] = median(sample({"ray": put_once}, repeat)["ray"])
+        finally:
+            ray.shutdown()
+    except Exception as error:  # Ray is a comparison, not the subject: say so and go on
+        print(f"\nRay's run failed: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 def map_arrays(bench: Bench, sizes: Any) -> list[Figure]:
@@ -79,7 +115,7 @@ def map_arrays(bench: Bench, sizes: Any) -> list[Figure]:
                 "s",
                 wall,
                 goal=Goal("ratio", "<=", 1.0),
-                notes=f"{what}; {rates}; {ray_note()}",
+                notes=f"{what}; {rates}; {ray_note(key)}",
                 samples=samples,
             )
         )
@@ -125,7 +161,7 @@ def put_once(bench: Bench, sizes: Any) -> list[Figure]:
             wall,
             goal=Goal("farpool", "<=", 0.5),
             notes="each task reads the array's last element; multiprocessing passes the array to each "
-            f"task (pickled, 1 run); {ray_note()}",
+            f"task (pickled, 1 run); {ray_note('data_put')}",
             samples=samples,
         ),
         Figure.measured(
@@ -142,4 +178,7 @@ def put_once(bench: Bench, sizes: Any) -> list[Figure]:
 
 
 def data_section(bench: Bench, sizes: Any) -> list[Figure]:
+    if sizes.name != "tiny":
+        (value,) = arrays(1, PUT_MB)
+        run_ray(bench.processes, arrays(ARRAYS, ARRAY_MB), value, PUT_TASKS, sizes.repeat)
     return [*map_arrays(bench, sizes), *put_once(bench, sizes)]
