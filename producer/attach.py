@@ -7,8 +7,8 @@ from typing import Any
 import tasks
 from producer.embedded import reachable
 from producer.errors import UnknownResult
-from producer.ledger import find_record
 from producer.pool import Pool
+from producer.records import find_record
 from producer.results import AsyncResult, MapResult
 from producer.shared import default_pool
 

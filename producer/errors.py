@@ -17,10 +17,28 @@ class FarpoolError(RuntimeError):
 class BrokerUnavailable(FarpoolError):
     """The broker URL does not answer."""
 
+    @classmethod
+    def silent_for(
+        cls, server: str, silent: float, limit: float, error: Exception, kept: int
+    ) -> BrokerUnavailable:
+        return cls(
+            f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
+            f"{limit:g}; last error: {error}): what was sent stays queued or running on the "
+            f"workers, and its results are kept for {kept} s"
+        )
+
 
 class LostTasks(BrokerUnavailable):
     """The broker no longer has tasks it had accepted: a failover to a replica that had not
     received them, or a restart that kept nothing."""
+
+    @classmethod
+    def after_change(cls, server: str, missing: int) -> LostTasks:
+        return cls(
+            f"the broker at {server} changed (a failover or a restart) and no longer has {missing} "
+            "of the tasks sent to it: Redis replicates asynchronously, so a replica can take over "
+            "without the last writes (see the README's Redis Sentinel section)"
+        )
 
 
 class NoWorkersError(FarpoolError):

@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -28,7 +27,10 @@ import redis
 from celery import Celery, states
 
 from config import mask_url
+from producer.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
 from producer.errors import BrokerUnavailable, LostTasks
+from producer.listener import ResultListener
+from producer.records import find_record
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
 from tasks.blobs import data_keys
@@ -38,11 +40,8 @@ from tasks.payload import resolve
 
 OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]
-Withdraw = Callable[[Sequence[str]], list[str]]  # takes queued tasks back; returns those it took
 LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
-KEY_BATCH = 10_000  # keys per DEL or MGET
-RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 VERIFY_AFTER = 1.0
 
 
@@ -51,15 +50,6 @@ class Expected:
     task_id: str
     on_ready: OnReady
     owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
-
-
-def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
-    """The record of call `call_id` in this result backend; {} when only its result is stored;
-    None when neither is (never sent, collected, or expired)."""
-    record, stored = backend.client.mget([RECORD_PREFIX + call_id, backend.get_key_for_task(call_id)])
-    if record is not None:
-        return dict(json.loads(record))
-    return {} if stored is not None else None
 
 
 class Ledger:
@@ -95,24 +85,13 @@ class Ledger:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
-        self._resync = False
-        self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
         self._watch = BrokerWatch(give_up_after)
         self._find_missing = find_missing
         self._withdraw = withdraw
         self._server = self._server_id()
-        self._pubsub = self._new_pubsub()
-        self._thread = threading.Thread(target=self._listen, name="farpool-results", daemon=True)
-        self._thread.start()
-
-    def _new_pubsub(self) -> Any:
-        pubsub = self.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        pubsub.subscribe(self._wake_channel)
-        pubsub.connection.register_connect_callback(self._on_reconnect)
-        return pubsub
-
-    def _on_reconnect(self, connection: Any) -> None:
-        self._resync = True
+        self._listener = ResultListener(
+            self.client, self._watch, self._deliver, self._verify, self._resync, self._lost, self._awaiting
+        )
 
     def key(self, task_id: str) -> bytes:
         key: bytes = self.backend.get_key_for_task(task_id)
@@ -144,7 +123,7 @@ class Ledger:
                     self._owned += 1
                 self._expected[key] = Expected(task_id, on_ready, owned)
             if keys:
-                self._pubsub.subscribe(*keys)
+                self._listener.subscribe(*keys)
             if unsent:
                 self._unverified.extend(keys)
         if record is not None or not unsent:
@@ -169,8 +148,7 @@ class Ledger:
         """Stop expecting these keys; the caller holds the lock and settles the owned count."""
         gone = [self._expected.pop(key) for key in keys if key in self._expected]
         if gone and not self._closed:
-            with contextlib.suppress(redis.RedisError):  # a lost connection resubscribes anew
-                self._pubsub.unsubscribe(*(self.key(expected.task_id) for expected in gone))
+            self._listener.unsubscribe(*(self.key(expected.task_id) for expected in gone))
         return gone
 
     def _settled(self, count: int) -> None:
@@ -190,8 +168,7 @@ class Ledger:
             if record_id is not None:
                 keys.append(RECORD_PREFIX + record_id)
                 self._records.discard(record_id)
-        for start in range(0, len(keys), KEY_BATCH):
-            self.client.delete(*keys[start : start + KEY_BATCH])
+        delete_keys(self.client, keys)
         if self._release is not None:
             self._release(task_ids)
 
@@ -226,23 +203,11 @@ class Ledger:
     def _drop_on_server(
         self, task_ids: Sequence[str], records: list[str], arrived: set[str], terminate: bool
     ) -> None:
-        stored = [RECORD_PREFIX + record_id for record_id in records] + [self.key(t) for t in arrived]
-        stored += data_keys(task_ids)  # their arrays: a task still running has read its own already
-        for start in range(0, len(stored), KEY_BATCH):
-            self.client.delete(*stored[start : start + KEY_BATCH])
-        pending = [task_id for task_id in task_ids if task_id not in arrived]
-        in_flight = self.backend.discard(pending, self.remember) if pending else []
-        for record_id in records:  # a map_async's chord: its withdrawn parts will never return
-            self.backend.abandon_chord(record_id, self.remember)
-        if in_flight and self._withdraw is not None:
-            withdrawn = set(self._withdraw(in_flight))
-            self.backend.withdrawn(sorted(withdrawn))
-            in_flight = [task_id for task_id in in_flight if task_id not in withdrawn]
-        if in_flight:
-            arguments = {"task_id": in_flight, "terminate": terminate}
-            self.app.control.broadcast("farpool_revoke", arguments=arguments)
-            if terminate:
-                return  # what was terminated may still store: the marks drop it, for a day
+        in_flight = drop_abandoned(
+            self.app, task_ids, records, arrived, self.remember, self._withdraw, terminate
+        )
+        if in_flight and terminate:
+            return  # what was terminated may still store: the marks drop it, for a day
         # A map_async's chord sends its gather task (whose id is the map's, a record's) only once
         # its last chunk returned, which an abandoned chord never does: it is not waited for, and
         # its marks go once the chunks have ended (backend.forget_chord).
@@ -260,7 +225,7 @@ class Ledger:
             if self._closed:
                 return
             self._draining.update(keys)
-            self._pubsub.subscribe(*keys)
+            self._listener.subscribe(*keys)
         self._check_drained(keys)
 
     def _check_drained(self, keys: list[bytes]) -> None:
@@ -277,7 +242,7 @@ class Ledger:
                 return
             self._draining.difference_update(ended)
             if not self._closed:
-                self._pubsub.unsubscribe(*ended)
+                self._listener.unsubscribe(*ended)
             if not self._busy():
                 self._idle.notify_all()
         self._chords_ended(list(ended))
@@ -349,44 +314,18 @@ class Ledger:
                 del self._arriving[key]
                 self._settled(1 if expected.owned else 0)
 
-    def _listen(self) -> None:
-        backoff = iter(RECONNECT_BACKOFF)
-        while not self._closed:
-            try:
-                self._probe()
-                self._verify()
-                message = self._pubsub.get_message(timeout=1.0)
-                if message is not None:
-                    self._watch.heard()
-                elif self._watch.stale():
-                    raise redis.TimeoutError("the result channel fell silent")
-                backoff = iter(RECONNECT_BACKOFF)
-                if self._resync:
-                    self._resync = False
-                    with self._lock:
-                        keys, draining = list(self._expected), list(self._draining)
-                    self._read_stored(keys)
-                    self._check_drained(draining)
-                    self._watch.heard()
-                    self._check_server()
-                if message is not None and message["type"] == "message":
-                    channel = bytes(message["channel"])
-                    if channel != self._wake_channel.encode():
-                        self._deliver(channel, bytes(message["data"]))
-            except (redis.ConnectionError, redis.TimeoutError, OSError) as error:
-                if self._closed:
-                    return
-                self._lost(error)
-                time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
-
-    def _probe(self) -> None:
-        """While results are awaited, check now and then that the server still answers."""
+    def _awaiting(self) -> bool:
         with self._lock:
-            awaiting = bool(self._expected or self._draining)
-        if not awaiting:
-            self._watch.idle()
-        elif self._watch.probe_due():
-            self.client.publish(self._wake_channel, b"probe")
+            return bool(self._expected or self._draining)
+
+    def _resync(self) -> None:
+        """The listener reconnected: read back what was published meanwhile, and check that the
+        server is the same one."""
+        with self._lock:
+            keys, draining = list(self._expected), list(self._draining)
+        self._read_stored(keys)
+        self._check_drained(draining)
+        self._check_server()
 
     def _verify(self) -> None:
         """Look once for the results of tasks subscribed to at least VERIFY_AFTER s ago."""
@@ -401,10 +340,6 @@ class Ledger:
             self._read_stored(keys)
 
     def _lost(self, error: Exception) -> None:
-        logger.debug("the results connection failed (%s): reconnecting", error)
-        self._resync = True
-        with contextlib.suppress(Exception):
-            self._pubsub.connection.disconnect()  # the next read reconnects and resubscribes
         silent = self._watch.failed()
         if silent >= self._watch.give_up_after:
             self._give_up(silent, error)
@@ -413,15 +348,8 @@ class Ledger:
         """Fail every call waiting on a server that has not answered for too long."""
         with self._lock:
             gone = list(self._expected.values())
-        server = mask_url(str(self.backend.url))
-        self._fail(
-            gone,
-            BrokerUnavailable(
-                f"the broker at {server} has not answered for {silent:.0f} s (FARPOOL_BROKER_TIMEOUT="
-                f"{self._watch.give_up_after:g}; last error: {error}): what was sent stays queued or "
-                f"running on the workers, and its results are kept for {self.remember} s"
-            ),
-        )
+        server, limit = mask_url(str(self.backend.url)), self._watch.give_up_after
+        self._fail(gone, BrokerUnavailable.silent_for(server, silent, limit, error, self.remember))
         with self._lock:
             self._draining.clear()
 
@@ -446,15 +374,7 @@ class Ledger:
         lost = {self.key(task_id) for task_id in missing}
         with self._lock:
             gone = [expected for key, expected in self._expected.items() if key in lost]
-        self._fail(
-            gone,
-            LostTasks(
-                f"the broker at {mask_url(str(self.backend.url))} changed (a failover or a restart) "
-                f"and no longer has {len(missing)} of the tasks sent to it: Redis replicates "
-                "asynchronously, so a replica can take over without the last writes (see the "
-                "README's Redis Sentinel section)"
-            ),
-        )
+        self._fail(gone, LostTasks.after_change(mask_url(str(self.backend.url)), len(missing)))
 
     def _fail(self, gone: list[Expected], error: BaseException) -> None:
         """Stop expecting these tasks and hand each caller waiting on them `error`."""
@@ -473,8 +393,4 @@ class Ledger:
         with self._lock:
             self._closed = True
             self._idle.notify_all()
-        if not self._watch.given_up:
-            with contextlib.suppress(redis.RedisError):
-                self.client.publish(self._wake_channel, b"close")
-        self._thread.join(timeout=5)
-        self._pubsub.close()
+        self._listener.close()

@@ -68,7 +68,7 @@ def test_join_after_a_failed_map_waits_for_its_chunks_still_running(
 @pytest.mark.parametrize("ours", [False, True], ids=["stdlib", "farpool"])
 def test_a_running_pool_garbage_collected_warns_and_is_released(ours: bool, cluster: Cluster) -> None:
     pool = cluster.pool() if ours else multiprocessing.get_context("forkserver").Pool(1)
-    listener = pool._ledger._thread if ours else None
+    listener = pool._ledger._listener.thread if ours else None
     with pytest.warns(ResourceWarning, match="unclosed running"):
         del pool
         gc.collect()
