@@ -41,18 +41,7 @@ def test_demo_on_a_fresh_machine_starts_and_stops_its_own_broker_and_worker(tmp_
 def test_worker_banner_shows_prefork_with_one_process_per_core(cluster: Cluster) -> None:
     env = cluster.env
     del env["FARPOOL_CONCURRENCY"]
-    with subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker", "--hostname", "banner@%h"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as worker:
-        try:
-            assert worker.stdout is not None
-            banner = next((line for line in worker.stdout if "concurrency:" in line), "")
-        finally:
-            worker.terminate()
+    banner = next((line for line in worker_banner(env) if "concurrency:" in line), "")
     assert banner, "the worker printed no banner"
     assert f"concurrency: {os.cpu_count()} (prefork)" in banner
 
