@@ -59,6 +59,7 @@ failover: $(VENV)/.dev ## (root) Faults across hosts timed, then 10 Sentinel fai
 browser: ## Install Debian's Chromium, for the Flower page test.
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-clean: ## Remove the virtualenv, farpool's data folder, build metadata and caches.
+clean: ## Remove the virtualenv, build metadata, caches and an old .farpool folder.
 	rm -rf $(VENV) .farpool *.egg-info build .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "kept: farpool's data (logs, the bundled broker's files) in $${FARPOOL_DATA_DIR:-$${XDG_DATA_HOME:-$$HOME/.local/share}/farpool}"
