@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     include: Annotated[tuple[str, ...], NoDecode] = ()
     allow: Annotated[tuple[str, ...], NoDecode] = ()
     import_path: Annotated[tuple[str, ...], NoDecode] = ()
+    # Set by a local cluster on its worker: call the scripts this machine's pools ask for
+    # (tasks/script_requests.py)
+    script_requests: bool = False
     programs: Annotated[tuple[str, ...], NoDecode] = ()
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)

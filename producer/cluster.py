@@ -20,6 +20,7 @@ from producer.packages import FARPOOL_ROOT
 from producer.processes import STOP_GRACE, ChildProcess
 from producer.references import MainScript
 from producer.running import remove_record, write_record
+from producer.script_access import request_script, withdraw_request
 from tasks.presence import live_workers
 
 INSPECT_TIMEOUT = 1.0
@@ -204,8 +205,14 @@ class LocalCluster:
                 "allow": tuple(dict.fromkeys(allow)),
                 "import_path": tuple(dict.fromkeys([*self.settings.import_path, *folders])),
                 "data_dir": str(Path(self.settings.data_dir).resolve()),
+                "script_requests": True,  # the scripts of pools started later (script_access.py)
             }
         )
+
+    def request_script_access(self) -> None:
+        """Ask the local workers already running (`farpool up`'s) to call this process's script."""
+        if self.script is not None:
+            request_script(self.settings, self.record_key, self.script, modules_from(self.script.folder))
 
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = {**os.environ, **settings_env(self.worker_settings()), **(extra_env or {})}
@@ -293,6 +300,7 @@ class LocalCluster:
         self.servers = []
         if recorded:
             remove_record(self.settings.data_dir, self.record_key)
+        withdraw_request(self.settings, self.record_key)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

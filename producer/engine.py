@@ -31,7 +31,7 @@ from producer.cluster import LocalCluster, WorkerInfo, announced_workers
 from producer.handles import PutHandle
 from producer.imap import IMapIterator
 from producer.ledger import Ledger
-from producer.local_start import start_local_worker
+from producer.local_start import serve_this_pool
 from producer.lost import missing_tasks
 from producer.outgoing import Outgoing, array_bytes, call_arguments
 from producer.pool_arrays import PoolArrays
@@ -88,8 +88,7 @@ class PoolEngine:
         self._local.start_broker(persistent=False)
         try:
             workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
-            if not workers:
-                start_local_worker(self._local, self._settings, start_local)
+            serve_this_pool(self._local, self._settings, workers, start_local)
             logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
