@@ -394,7 +394,7 @@ class PoolEngine:
             self._arrays.close(keep)
             ledger.close()
             self._ledger = None  # type: ignore[assignment]
-        self._local.stop()
+        self._local.stop(quick=not keep)  # kept: its processes' held results go to Redis as they end
 
     def _put(self, value: Any) -> PutHandle:
         self._check_running()
