@@ -117,18 +117,23 @@ def online_workers(
     return [worker for worker in workers if queue is None or queue in worker.queues]
 
 
+CELERY_WORKER = ("-m", "celery", "-A", "tasks", "worker")
+# The same worker without Celery's other subcommands and plugins: 0.3 s sooner (tasks/local_worker.py)
+LOCAL_WORKER = ("-m", "tasks.local_worker", "worker")
+
+
 def worker_command(
-    settings: Settings, node_name: str, loglevel: str = "INFO", mingle: bool = True
+    settings: Settings,
+    node_name: str,
+    loglevel: str = "INFO",
+    mingle: bool = True,
+    program: tuple[str, ...] = CELERY_WORKER,
 ) -> list[str]:
     """The command a user runs on each host, as an argument list; without mingle (the revoked
     ids other workers hold, asked for at start with a 1 s wait) for a pool's own worker."""
     return [
         sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tasks",
-        "worker",
+        *program,
         "--loglevel",
         loglevel,
         "--hostname",
@@ -253,7 +258,8 @@ class LocalCluster:
             # Logged in the background: warnings and errors only (INFO is two lines per task).
             loglevel = "WARNING" if self._quiet else "INFO"
             # A pool's own worker is the only one its pool's revokes concern: no mingle.
-            command = worker_command(self.settings, self.node_name, loglevel, mingle=self.owner == UP)
+            mingle = self.owner == UP
+            command = worker_command(self.settings, self.node_name, loglevel, mingle, LOCAL_WORKER)
             worker = self._spawn("the local worker", command)
             if self.flower:
                 self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
