@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
@@ -25,6 +26,7 @@ from producer.script_access import request_script, withdraw_request
 from tasks.presence import live_workers
 
 INSPECT_TIMEOUT = 1.0
+logger = logging.getLogger("farpool")
 WORKER_START_TIMEOUT = 60.0
 
 
@@ -221,8 +223,12 @@ class LocalCluster:
 
     def request_script_access(self) -> None:
         """Ask the local workers already running (`farpool up`'s) to call this process's script."""
-        if self.script is not None:
+        if self.script is None:
+            return
+        try:
             request_script(self.settings, self.record_key, self.script, modules_from(self.script.folder))
+        except OSError as error:  # a data folder not ours to write: the workers' allowlists decide
+            logger.warning("could not ask the local workers to call this script: %s", error)
 
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = {**os.environ, **settings_env(self.worker_settings()), **(extra_env or {})}
