@@ -3,9 +3,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 SOURCES := tasks producer config tests benchmarks
-# compat: the project folder goes on the path through a .pth file (no import hook), which
-# mypy can follow and which setuptools installs without its "Editable installation" warning.
-EDITABLE := --config-settings editable_mode=compat
+# A plain editable install: pyproject's package-dir makes it a .pth file naming this folder
+# (no import hook, which mypy can follow), and setuptools prints no warning for it.
 
 .DEFAULT_GOAL := help
 .PHONY: help demo test lint format up bench stress failover browser clean
@@ -17,12 +16,12 @@ $(VENV)/.runtime: pyproject.toml
 	@echo "installing farpool into $(VENV) (once)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -e . $(EDITABLE)
+	@$(PY) -m pip install -q --disable-pip-version-check -e .
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
 	@echo "installing the dev tools into $(VENV) (once)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' $(EDITABLE)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
 demo: $(VENV)/.runtime ## Run the seed's script on a real worker (starts what it needs, stops it after).
@@ -44,7 +43,7 @@ format: $(VENV)/.dev ## Fix what ruff can fix and format the code.
 	$(PY) -m ruff format $(SOURCES)
 
 $(VENV)/.bench: $(VENV)/.runtime
-	$(PY) -m pip install -q -e '.[bench]' $(EDITABLE)
+	$(PY) -m pip install -q -e '.[bench]'
 	touch $@
 
 bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their goals.
@@ -60,6 +59,7 @@ failover: $(VENV)/.dev ## (root) Faults across hosts timed, then 10 Sentinel fai
 browser: ## Install Debian's Chromium, for the Flower page test.
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-clean: ## Remove the virtualenv, farpool's data folder, build metadata and caches.
+clean: ## Remove the virtualenv, build metadata, caches and an old .farpool folder.
 	rm -rf $(VENV) .farpool *.egg-info build .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+	@echo "kept: farpool's data (logs, the bundled broker's files) in $${FARPOOL_DATA_DIR:-$${XDG_DATA_HOME:-$$HOME/.local/share}/farpool}"

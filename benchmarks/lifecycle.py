@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +25,7 @@ if TYPE_CHECKING:
 
 SQUARE = "tasks.examples.square"
 FARPOOL_CLI = str(Path(sys.executable).with_name("farpool"))
+SEED_SCRIPT = Path(__file__).resolve().parent.parent / "producer" / "demo" / "pool_multiprocessing.py"
 STDLIB_APPLY = "import multiprocessing as m; p = m.Pool(1); print(p.apply(abs, (-3,))); p.terminate()"
 
 
@@ -82,6 +86,49 @@ def cli_apply(bench: Bench, sizes: Sizes) -> list[Figure]:
             {name: median(values) for name, values in samples.items()},
             goal=Goal("farpool", "<=", 0.5),
             notes="cluster up; multiprocessing: python -c 'Pool(1).apply(abs, (-3,))'",
+            samples=samples,
+        )
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def seed_script(bench: Bench, sizes: Sizes) -> list[Figure]:
+    """The seed's script as a user runs it, `python pool_multiprocessing.py` with nothing set and
+    nothing running: its pool starts its own broker and worker, maps, and stops them."""
+    farpool_import, stdlib_import = "from producer import Pool", "from multiprocessing import Pool"
+    stdlib_source = SEED_SCRIPT.read_text().replace(farpool_import, stdlib_import, 1)
+
+    def run(command: list[str]) -> Any:
+        with tempfile.TemporaryDirectory(prefix="farpool-seed-") as data:
+            env = {name: value for name, value in os.environ.items() if not name.startswith("FARPOOL_")}
+            env.update(FARPOOL_BROKER_URL=f"redis://127.0.0.1:{_free_port()}/0", FARPOOL_DATA_DIR=data)
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"the seed's script failed ({done.returncode}): {done.stderr[-500:]}")
+        return done.stdout.splitlines()[-1]
+
+    runs = {
+        "farpool": lambda: run([sys.executable, str(SEED_SCRIPT)]),
+        "multiprocessing": lambda: run([sys.executable, "-c", stdlib_source]),
+    }
+    check = equal_to("Result: " + str([x * x for x in range(1, 15)]))
+    warm_up(runs, check)
+    samples = sample(runs, max(5, sizes.repeat), check, collect=False)
+    return [
+        Figure.measured(
+            "seed_script",
+            "python pool_multiprocessing.py (the seed's script), nothing running",
+            "whole script",
+            "s",
+            {name: median(values) for name, values in samples.items()},
+            goal=Goal("farpool", "<=", 2.5),
+            notes="farpool: its own broker and worker started and stopped; multiprocessing: the same "
+            "script with `from multiprocessing import Pool`",
             samples=samples,
         )
     ]

@@ -303,6 +303,7 @@ def imap_unordered_stream(bench: Bench, sizes: Sizes) -> list[Figure]:
 WORKLOADS: dict[str, Workload] = {
     "pool_ready": lifecycle.pool_ready,
     "cli_apply": lifecycle.cli_apply,
+    "seed_script": lifecycle.seed_script,
     "map_square": map_square,
     "map_burn": map_burn,
     "imap_tiny": imap_tiny,

@@ -42,6 +42,15 @@ def core_count(kind: str) -> int:
     return psutil.cpu_count(logical=False) or logical
 
 
+def default_data_dir() -> str:
+    """This user's data folder for farpool (~/.local/share/farpool on Linux, as XDG_DATA_HOME
+    says), where other tools keep theirs: a script run leaves nothing in the folder it runs from.
+    Computed when settings are read, never at import."""
+    import platformdirs  # 10 ms, and only needed when no FARPOOL_DATA_DIR is set
+
+    return platformdirs.user_data_dir("farpool", appauthor=False)
+
+
 def _check_redis_url(url: str, what: str) -> str:
     for part in url.split(";"):
         parts = urlsplit(part)
@@ -77,6 +86,9 @@ class Settings(BaseSettings):
     include: Annotated[tuple[str, ...], NoDecode] = ()
     allow: Annotated[tuple[str, ...], NoDecode] = ()
     import_path: Annotated[tuple[str, ...], NoDecode] = ()
+    # Set by a local cluster on its worker: call the scripts this machine's pools ask for
+    # (tasks/script_requests.py)
+    script_requests: bool = False
     programs: Annotated[tuple[str, ...], NoDecode] = ()
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
@@ -89,7 +101,8 @@ class Settings(BaseSettings):
     shared_memory: Literal["auto", "never"] = "auto"
     broker_timeout: int = Field(default=60, ge=1)
     prefetch_multiplier: int = Field(default=1, ge=1)
-    data_dir: str = ".farpool"
+    # The bundled broker's files, the local cluster's log and records of what runs (`farpool down`)
+    data_dir: str = Field(default_factory=default_data_dir, min_length=1)
     flower_address: str = "127.0.0.1"
     flower_port: int = Field(default=5555, ge=1, le=65535)
     flower_basic_auth: str | None = None

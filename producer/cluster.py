@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import uuid
@@ -18,11 +19,14 @@ from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
 from producer.packages import FARPOOL_ROOT
 from producer.processes import STOP_GRACE, ChildProcess
+from producer.readiness import stop_quickly, wait_announced
 from producer.references import MainScript
-from producer.running import remove_record, write_record
+from producer.running import UP, remove_record, write_record
+from producer.script_access import request_script, withdraw_request
 from tasks.presence import live_workers
 
 INSPECT_TIMEOUT = 1.0
+logger = logging.getLogger("farpool")
 WORKER_START_TIMEOUT = 60.0
 
 
@@ -115,21 +119,30 @@ def online_workers(
     return [worker for worker in workers if queue is None or queue in worker.queues]
 
 
-def worker_command(settings: Settings, node_name: str, loglevel: str = "INFO") -> list[str]:
-    """The command a user runs on each host, as an argument list."""
+CELERY_WORKER = ("-m", "celery", "-A", "tasks", "worker")
+# The same worker without Celery's other subcommands and plugins: 0.3 s sooner (tasks/local_worker.py)
+LOCAL_WORKER = ("-m", "tasks.local_worker", "worker")
+
+
+def worker_command(
+    settings: Settings,
+    node_name: str,
+    loglevel: str = "INFO",
+    mingle: bool = True,
+    program: tuple[str, ...] = CELERY_WORKER,
+) -> list[str]:
+    """The command a user runs on each host, as an argument list; without mingle (the revoked
+    ids other workers hold, asked for at start with a 1 s wait) for a pool's own worker."""
     return [
         sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "tasks",
-        "worker",
+        *program,
         "--loglevel",
         loglevel,
         "--hostname",
         node_name,
         "--concurrency",
         str(settings.concurrency),
+        *([] if mingle else ["--without-mingle"]),
     ]
 
 
@@ -204,8 +217,18 @@ class LocalCluster:
                 "allow": tuple(dict.fromkeys(allow)),
                 "import_path": tuple(dict.fromkeys([*self.settings.import_path, *folders])),
                 "data_dir": str(Path(self.settings.data_dir).resolve()),
+                "script_requests": True,  # the scripts of pools started later (script_access.py)
             }
         )
+
+    def request_script_access(self) -> None:
+        """Ask the local workers already running (`farpool up`'s) to call this process's script."""
+        if self.script is None:
+            return
+        try:
+            request_script(self.settings, self.record_key, self.script, modules_from(self.script.folder))
+        except OSError as error:  # a data folder not ours to write: the workers' allowlists decide
+            logger.warning("could not ask the local workers to call this script: %s", error)
 
     def _spawn(self, name: str, command: list[str], extra_env: dict[str, str] | None = None) -> ChildProcess:
         env = {**os.environ, **settings_env(self.worker_settings()), **(extra_env or {})}
@@ -240,7 +263,10 @@ class LocalCluster:
         try:
             # Logged in the background: warnings and errors only (INFO is two lines per task).
             loglevel = "WARNING" if self._quiet else "INFO"
-            worker = self._spawn("the local worker", worker_command(self.settings, self.node_name, loglevel))
+            # A pool's own worker is the only one its pool's revokes concern: no mingle.
+            mingle = self.owner == UP
+            command = worker_command(self.settings, self.node_name, loglevel, mingle, LOCAL_WORKER)
+            worker = self._spawn("the local worker", command)
             if self.flower:
                 self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
             self._wait_for_worker(worker)
@@ -258,13 +284,8 @@ class LocalCluster:
         return self
 
     def _wait_for_worker(self, worker: ChildProcess) -> None:
-        expected = self.node_name.replace("%h", "")
-
-        def answers() -> bool:
-            replies = ask_workers(self.app, "ping", timeout=0.5)
-            return any(expected in name for reply in replies for name in reply)
-
-        if not worker.wait_ready(answers, WORKER_START_TIMEOUT, interval=0):
+        node = self.node_name.replace("%h", "")
+        if not wait_announced(self.app, self.settings.queue, node, worker, WORKER_START_TIMEOUT):
             raise NoWorkersError(
                 f"the local worker did not come online within {WORKER_START_TIMEOUT:.0f} s "
                 f"on {mask_url(self.settings.broker_url)}"
@@ -278,10 +299,13 @@ class LocalCluster:
         """SIGKILL the worker and its prefork children at once."""
         self.worker.kill()
 
-    def stop(self) -> None:
-        """Warm shutdown (running chunks finish), then anything still alive is killed."""
+    def stop(self, quick: bool = False) -> None:
+        """Warm shutdown (running chunks finish), then anything still alive is killed; `quick`:
+        a pool done with its own worker kills it once it has withdrawn (producer/readiness.py)."""
         recorded = bool(self.servers or self.children)
         for child in reversed(self.children):
+            if quick and child is self.children[0]:
+                stop_quickly(self.app, self.settings.queue, self.node_name.replace("%h", ""), child)
             child.stop(STOP_GRACE)
         self.children = []
         for server in reversed(self.servers):
@@ -293,6 +317,7 @@ class LocalCluster:
         self.servers = []
         if recorded:
             remove_record(self.settings.data_dir, self.record_key)
+        withdraw_request(self.settings, self.record_key)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -24,7 +24,7 @@ from producer.handles import PutHandle
 from producer.imap import IMapIterator
 from producer.imap_sending import ImapChunks
 from producer.ledger import Ledger
-from producer.local_start import start_local_worker
+from producer.local_start import serve_this_pool
 from producer.lost import missing_tasks
 from producer.outgoing import Outgoing, array_bytes, call_arguments
 from producer.pool_arrays import PoolArrays
@@ -81,8 +81,7 @@ class PoolEngine:
         self._local.start_broker(persistent=False)
         try:
             workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
-            if not workers:
-                start_local_worker(self._local, self._settings, start_local)
+            serve_this_pool(self._local, self._settings, workers, start_local)
             logger.debug("workers online on queue %r: %s", self._settings.queue, [w.name for w in workers])
             cluster_processes = sum(worker.processes for worker in workers)
             self._cluster_processes = cluster_processes or self._settings.concurrency
@@ -361,7 +360,7 @@ class PoolEngine:
             self._arrays.close(keep)
             ledger.close()
             self._ledger = None  # type: ignore[assignment]
-        self._local.stop()
+        self._local.stop(quick=not keep)  # kept: its processes' held results go to Redis as they end
 
     def _put(self, value: Any) -> PutHandle:
         self._check_running()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from config import Settings, mask_url
-from producer.cluster import LocalCluster
+from producer.cluster import LocalCluster, WorkerInfo
 from producer.embedded import server_address
 from producer.errors import NoWorkersError
 
@@ -31,3 +31,14 @@ def start_local_worker(local: LocalCluster, settings: Settings, allowed: bool) -
         settings.concurrency,
     )
     local.start_worker()
+
+
+def serve_this_pool(
+    local: LocalCluster, settings: Settings, workers: list[WorkerInfo], allowed: bool
+) -> None:
+    """With workers online, ask the local ones to call this script (producer/script_access.py);
+    with none, start a local worker for this pool (which lists the script itself) if allowed."""
+    if workers:
+        local.request_script_access()
+    else:
+        start_local_worker(local, settings, allowed)

@@ -24,6 +24,7 @@ from tasks.contract import (
 )
 from tasks.encoding import Values
 from tasks.references import RefusedTask, Worker, resolve, task_body
+from tasks.script_requests import allowlist_for
 
 
 def mappable_task(app: Celery, name: str, hostname: str | None = None) -> Task:
@@ -54,7 +55,7 @@ def _checked_json(task_name: str, start: int, results: list[Any]) -> list[Any]:
 def callable_for(app: Celery, name: str, hostname: str | None = None) -> Callable[..., Any]:
     """What a chunk calls per item: the plain function a reference names, or a task's body."""
     if is_reference(name):
-        return resolve(name, app.allowlist, worker(app, hostname))
+        return resolve(name, allowlist_for(app, name), worker(app, hostname))
     return task_body(mappable_task(app, name, hostname))
 
 
@@ -123,7 +124,7 @@ def starmap_chunk(
 @shared_task(name=CALL, bind=True)
 def call(self: Task, function: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> Any:
     """function(*args, **kwargs) for a plain function's reference (apply_async, Process)."""
-    called = resolve(function, self.app.allowlist, worker(self.app, self.request.hostname))
+    called = resolve(function, allowlist_for(self.app, function), worker(self.app, self.request.hostname))
     result = called(*args, **(kwargs or {}))
     if first_unsendable([result]) is not None:
         raise UnsendableResult(f"{function!r} returned {type(result).__name__}, which JSON cannot carry")

@@ -70,6 +70,11 @@ def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
     return [json.loads(text) for text in found if text]
 
 
+def withdraw(client: Any, queue: str, name: str) -> None:
+    """Remove worker `name`'s announcement on `queue`, as its warm shutdown does."""
+    client.eval(_LEAVE, 2, *presence_keys(queue), name)
+
+
 def running_function(name: str, label: str) -> str:
     """The function a running request calls: from farpool's label (`square × 3 items [chunk
     1/5]`, `square(…)`) for its executors, the task's own name otherwise."""
@@ -132,7 +137,7 @@ class Presence(RepeatingStep):
         try:
             client = c.app.backend.client
             for queue in self.description.get("queues", ()):
-                client.eval(_LEAVE, 2, *presence_keys(queue), c.hostname)
+                withdraw(client, queue, c.hostname)
         except Exception as error:
             logger.debug("could not withdraw this worker's announcement: %s", error)
 

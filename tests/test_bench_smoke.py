@@ -25,6 +25,7 @@ from benchmarks.workloads import WORKLOADS  # noqa: E402
 EXPECTED_FIGURES = {
     "pool_ready",
     "cli_apply",
+    "seed_script",
     "map_async_send",
     "map_async_total",
     "terminate_clear",

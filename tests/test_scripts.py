@@ -59,6 +59,22 @@ def test_the_seed_script_prints_its_two_lines_from_its_folder_and_from_another(t
         assert (done.returncode, done.stdout) == (0, SEED_OUTPUT), done.stderr
 
 
+@pytest.mark.integration
+def test_a_script_leaves_the_folder_it_runs_from_empty(tmp_path: Path) -> None:
+    """farpool's data (the local cluster's log, its records, the broker's files) goes to the
+    user's data folder, not to a `.farpool/` where the script runs."""
+    folder, empty, xdg = tmp_path / "project", tmp_path / "empty", tmp_path / "xdg"
+    folder.mkdir()
+    empty.mkdir()
+    script = Path(shutil.copy(SEED, folder / "pool_multiprocessing.py"))
+    env = {**user_env(tmp_path), "XDG_DATA_HOME": str(xdg)}
+    del env["FARPOOL_DATA_DIR"]
+    done = run_script(script, empty, env)
+    assert (done.returncode, done.stdout) == (0, SEED_OUTPUT), done.stderr
+    assert list(empty.iterdir()) == []
+    assert (xdg / "farpool" / "local-cluster.log").exists()
+
+
 TASK_SCRIPT = """\
 from celery import shared_task
 

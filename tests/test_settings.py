@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import psutil
 import pytest
@@ -25,6 +26,16 @@ def test_defaults() -> None:
     assert settings.concurrency == os.cpu_count()
     assert settings.embedded_broker == "auto"
     assert settings.include == ()
+
+
+def test_data_goes_to_the_users_data_folder_unless_farpool_data_dir_says(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert load_settings().data_dir == str(tmp_path / "xdg" / "farpool")
+    assert not (tmp_path / "xdg").exists()  # reading the settings creates nothing
+    monkeypatch.setenv("FARPOOL_DATA_DIR", str(tmp_path / "mine"))
+    assert load_settings().data_dir == str(tmp_path / "mine")
 
 
 def test_backend_defaults_to_db_1_of_the_brokers_server(monkeypatch: pytest.MonkeyPatch) -> None:
