@@ -106,9 +106,14 @@ def test_up_with_flower_on_a_busy_port_says_which_process_and_why(tmp_path) -> N
 
 
 @pytest.mark.integration
-def test_down_stops_what_up_runs_and_says_what(tmp_path) -> None:
+@pytest.mark.parametrize("where", ["FARPOOL_DATA_DIR", "the user's data folder"])
+def test_down_stops_what_up_runs_and_says_what(tmp_path, where: str) -> None:
     data_dir = tmp_path / ".farpool"
     env = fresh_machine_env(str(data_dir))
+    if where != "FARPOOL_DATA_DIR":  # nothing set: both find the same default folder
+        del env["FARPOOL_DATA_DIR"]
+        env["XDG_DATA_HOME"] = str(tmp_path / "xdg")
+        data_dir = tmp_path / "xdg" / "farpool"
     up = subprocess.Popen([*FARPOOL, "up"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
 

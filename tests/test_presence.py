@@ -76,3 +76,28 @@ def test_farpool_cluster_lists_the_workers_without_a_broadcast(cluster: Cluster)
     assert broadcasts == []
     (worker,) = [w for w in report["workers"] if cluster.settings.queue in w["queues"]]
     assert worker["processes"] == cluster.settings.concurrency and worker["load"] and worker["memory_total"]
+
+
+def test_a_pools_own_worker_is_gone_and_forgotten_as_soon_as_the_pool_ends(
+    valkey_server: Any, tmp_path: Path
+) -> None:
+    """Its pool done, the local worker a pool started is killed (no 2 s warm shutdown) and its
+    announcement withdrawn at once, not left for ANNOUNCE_TTL s (producer/readiness.py)."""
+    from config import load_settings
+    from producer import Pool
+    from tasks import create_app
+    from tasks.examples import square
+
+    queue = f"farpool-test-{time.monotonic_ns()}"
+    options = {"queue": queue, "concurrency": 1, "data_dir": str(tmp_path), "embedded_broker": "auto"}
+    settings = load_settings(broker_url=valkey_server.url, **options)
+    app = create_app(settings)
+    try:
+        with Pool(app=app) as pool:
+            assert pool.map(square, range(4)) == [0, 1, 4, 9]
+            assert len(announced_workers(app, queue)) == 1
+            process = pool._local.worker.process  # type: ignore[attr-defined]
+        assert process.poll() is not None
+        assert announced_workers(app, queue) == []
+    finally:
+        app.close()
