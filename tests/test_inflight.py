@@ -140,3 +140,35 @@ def test_a_long_chunk_on_a_live_worker_runs_once(tmp_path: Path) -> None:
         result = pool.starmap(COUNTED, items, chunksize=1)
         assert result == [x * x for x in range(n)]
         assert run_counts(runs) == {str(x): 1 for x in range(n)}
+
+
+def test_an_entry_left_in_kombus_unacked_hash_still_comes_back(tmp_path: Path) -> None:
+    """A broker written by a farpool before this consume path may hold kombu's `unacked` entries
+    (a worker of it died holding them): a worker of this version returns them to their queue
+    once they are older than the visibility timeout, as kombu did."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    with EmbeddedServer(address, tmp_path) as server:
+        app = create_app(cluster_settings(server.url, tmp_path, visibility_timeout=1))
+        queue = app.settings.queue
+        try:
+            sent = app.send_task("tasks.examples.square", args=[5], queue=queue).id
+            with app.connection_for_read() as connection:
+                channel = connection.default_channel
+                raw = channel.client.rpop(queue)  # the old path: BRPOP, then the record in the hash
+                message = channel.Message(json.loads(raw), channel=channel)
+                channel.qos.append(message, message.delivery_tag)
+                assert channel.client.hlen("unacked") == 1
+
+                def returned() -> bool:
+                    channel.qos.restore_visible(num=10, interval=1)
+                    return bool(channel.client.llen(queue))
+
+                poll(returned, "the old entry to go back on its queue", timeout=15)
+                (back,) = channel.client.lrange(queue, 0, -1)
+                channel.qos._delivered.clear()  # the entry is the dead old worker's, not this channel's
+            assert json.loads(back)["headers"]["id"] == sent
+            assert json.loads(back)["headers"]["redelivered"] is True
+            assert not redis.Redis.from_url(server.url).hlen("unacked")
+        finally:
+            app.close()
