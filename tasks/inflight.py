@@ -145,12 +145,15 @@ class Holder:
             pipe.execute()
         self.refreshed_at = time.monotonic()
 
-    def ack(self, client: Any, raw: bytes) -> None:
-        try:
-            client.lrem(self.inflight, 1, raw)
-        except Exception:
-            self.unsent_acks.append(raw)  # sent again by the next tick: the chunk ran, never rerun it
-            raise
+    def ack_later(self, raw: bytes) -> None:
+        """Acknowledge a held message with the next take (tasks/transport.py sends the LREMs in
+        the same write as its BLMOVE), or within a second (the next tick), whichever comes first.
+        An LREM sent twice (its reply lost with a connection) removes nothing the second time."""
+        self.unsent_acks.append(raw)
+
+    def take_acks(self) -> list[bytes]:
+        acks, self.unsent_acks = self.unsent_acks, []
+        return acks
 
     def flush_acks(self, client: Any) -> None:
         while self.unsent_acks:

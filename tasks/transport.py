@@ -85,8 +85,7 @@ class QoS(kombu_redis.QoS):
             super().ack(delivery_tag)
             return
         virtual.QoS.ack(self, delivery_tag)
-        with self.channel.conn_or_acquire() as client:
-            HOLDER.ack(client, raw)
+        HOLDER.ack_later(raw)  # no round trip of its own: it goes with the next take
 
     def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
         raw = self._held.get(delivery_tag)
@@ -122,7 +121,8 @@ class Channel(_ReusedClient, kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._no_ack_queues: set[str] = set()
-        self._taking: str | None = None
+        self._taking: str | None = None  # the queue of the BLMOVE sent, until its reply is read
+        self._acks_in_flight: list[bytes] = []  # LREMs sent with it, until their replies are read
         super().__init__(*args, **kwargs)
         self._put_back_taken()
 
@@ -154,21 +154,45 @@ class Channel(_ReusedClient, kombu_redis.Channel):
         if timeout is None:
             timeout = self.brpop_timeout
         connection = self.client.connection
+        # The acks due go in the same write as the take: one round trip per task, not two.
+        acks = HOLDER.take_acks()
+        commands = [("LREM", HOLDER.inflight, 1, raw) for raw in acks]
+        commands.append(("BLMOVE", queue, HOLDER.inflight, "RIGHT", "LEFT", timeout or 0))
+        self._acks_in_flight = acks
         self._taking = queue
         self._in_poll = connection
         self._brpop_sent_at = monotonic()
-        connection.send_command("BLMOVE", queue, HOLDER.inflight, "RIGHT", "LEFT", timeout or 0)
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            self._unsent()
+            raise
+
+    def _unsent(self) -> None:
+        """The take's write or a reply was lost: its acks go with the next one (LREM is idempotent)."""
+        HOLDER.unsent_acks.extend(self._acks_in_flight)
+        self._acks_in_flight = []
+        self._taking = None
+        self._in_poll = None
 
     def _brpop_read(self, **options: Any) -> Any:
-        queue, self._taking = self._taking, None
+        queue = self._taking
         if queue is None:
             return super()._brpop_read(**options)
+        connection = self.client.connection
         try:
-            try:
-                raw = self.client.parse_response(self.client.connection, "BLMOVE", **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
+            while self._acks_in_flight:
+                self.client.parse_response(connection, "LREM")
+                self._acks_in_flight.pop()
+            if not self._closing and not connection.can_read(timeout=0):
+                return False  # the acks' replies only: the take's comes with a message or its timeout
+            raw = self.client.parse_response(connection, "BLMOVE", **options)
+        except self.connection_errors:
+            self._unsent()
+            connection.disconnect()
+            raise
+        self._taking = None
+        try:
             if raw is None:
                 raise virtual.Empty()
             self._queue_cycle.rotate(queue)
@@ -177,8 +201,7 @@ class Channel(_ReusedClient, kombu_redis.Channel):
                 tag = payload["properties"]["delivery_tag"]
             except Exception:
                 logger.exception("dropped a message that is not a kombu message: %r", raw[:200])
-                with self.conn_or_acquire() as client:
-                    client.lrem(HOLDER.inflight, 1, raw)
+                HOLDER.ack_later(raw)
                 raise virtual.Empty() from None
             self.qos.taken(tag, raw)
             self.connection._deliver(payload, queue)
@@ -186,6 +209,15 @@ class Channel(_ReusedClient, kombu_redis.Channel):
         finally:
             self._in_poll = None
             self._flush_brpop_reauth()
+
+    def close(self) -> None:
+        """kombu's, after the acks still due are sent (a worker's warm shutdown)."""
+        try:
+            with self.conn_or_acquire() as client:
+                HOLDER.flush_acks(client)
+        except Exception:
+            logger.warning("could not send %d ack(s) before closing", len(HOLDER.unsent_acks), exc_info=True)
+        super().close()
 
     def _put_back_taken(self) -> None:
         """Queue again what this process took without recording it (a redelivery: a TimeoutError
