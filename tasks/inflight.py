@@ -109,9 +109,14 @@ class Holder:
     """One consumer process's side: its liveness, its acks that could not be sent, its sweeps."""
 
     def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """A forked child holds nothing (its parent's acks are the parent's to send)."""
         self.refreshed_at = float("-inf")
         self.silent_since: dict[str, float] = {}
         self.unsent_acks: list[bytes] = []
+        self.held: dict[Any, bytes] = {}  # delivery tag: the message's bytes in the in-flight list
 
     @property
     def consumer(self) -> str:

@@ -11,6 +11,7 @@ Selected by Celery's `broker_transport` setting.
 from __future__ import annotations
 
 import logging
+import os
 from time import monotonic
 from typing import Any
 
@@ -54,6 +55,7 @@ _taken_not_recorded: list[tuple[dict[str, Any], str, str]] = []
 
 # This process's consumer side (tasks/inflight.py): one per process, as its in-flight list is.
 HOLDER = Holder()
+os.register_at_fork(after_in_child=HOLDER.forget)
 
 
 class QoS(kombu_redis.QoS):
@@ -61,12 +63,11 @@ class QoS(kombu_redis.QoS):
     when they arrive, acked by one LREM, given back by one script. Messages taken otherwise (a
     basic_get, a no-ack channel's BRPOP) keep kombu's unacked hash and its visibility timeout."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._held: dict[Any, bytes] = {}  # delivery tag: the bytes in the in-flight list
-
-    def taken(self, delivery_tag: Any, raw: bytes) -> None:
-        self._held[delivery_tag] = raw
+    # What this process holds, by delivery tag (HOLDER.held), whichever channel's QoS acks it:
+    # kombu hands a message taken for a cancelled consumer to the connection's first channel.
+    @property
+    def _held(self) -> dict[Any, bytes]:
+        return HOLDER.held
 
     def append(self, message: Any, delivery_tag: Any) -> None:
         if delivery_tag in self._held:
@@ -193,9 +194,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             raise
         self._taking = None
         try:
+            self._queue_cycle.rotate(queue)  # taken or timed out: the next take waits on the next queue
             if raw is None:
                 raise virtual.Empty()
-            self._queue_cycle.rotate(queue)
             try:
                 payload = loads(bytes_to_str(raw))
                 tag = payload["properties"]["delivery_tag"]
@@ -203,7 +204,7 @@ class Channel(_ReusedClient, kombu_redis.Channel):
                 logger.exception("dropped a message that is not a kombu message: %r", raw[:200])
                 HOLDER.ack_later(raw)
                 raise virtual.Empty() from None
-            self.qos.taken(tag, raw)
+            HOLDER.held[tag] = raw
             self.connection._deliver(payload, queue)
             return True
         finally:
