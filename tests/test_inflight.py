@@ -172,3 +172,34 @@ def test_an_entry_left_in_kombus_unacked_hash_still_comes_back(tmp_path: Path) -
             assert not redis.Redis.from_url(server.url).hlen("unacked")
         finally:
             app.close()
+
+
+def test_a_consumer_of_two_queues_takes_from_both(tmp_path: Path) -> None:
+    """BLMOVE waits on one queue at a time: a take that times out on an idle queue must move on
+    to the next, or a message on the other queue would wait for ever."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    with EmbeddedServer(address, tmp_path) as server:
+        app = create_app(cluster_settings(server.url, tmp_path))
+        idle, busy = "farpool-idle", "farpool-busy"
+        try:
+            sent = app.send_task("tasks.examples.square", args=[4], queue=busy).id
+            taken: list[Any] = []
+            with app.connection_for_read() as connection:
+                channel = connection.default_channel
+                channel.queue_declare(idle)
+                channel.queue_declare(busy)
+                for queue in (idle, busy):
+                    channel.basic_consume(queue, no_ack=False, callback=taken.append, consumer_tag=queue)
+
+                def drained() -> bool:
+                    with contextlib.suppress(TimeoutError, OSError):
+                        connection.drain_events(timeout=2)
+                    return bool(taken)
+
+                poll(drained, "the message on the second queue to be taken", timeout=20)
+                (message,) = taken
+                assert message.headers["id"] == sent
+                message.ack()
+        finally:
+            app.close()
