@@ -14,6 +14,9 @@ that a broker restart, which expires every key at once, gives the living time to
 back to the head of its queue, marked redelivered, one message at a time under a script that
 moves it only if it is still there and its consumer still silent. A live worker's long chunk is
 never returned, whatever its length; a dead one's within ALIVE_TTL + CONFIRM_SECONDS + a sweep.
+A consumer back from an outage of the broker waits RECOVERY_GRACE before it sweeps, so that
+its peers, reconnecting too, refresh first (a chunk returned from a live peer would run twice,
+its second result dropped by the twin marks of tasks/backend.py).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ALIVE_PREFIX = "farpool-alive:"
 REFRESH_SECONDS = 1.0  # how often a consumer refreshes its liveness key, and sweeps
 ALIVE_TTL = 4  # seconds a liveness key outlives its last refresh
 CONFIRM_SECONDS = 2.0  # a consumer silent this long after a sweep first saw it silent is gone
+RECOVERY_GRACE = 10.0  # a consumer back from an outage sweeps only after this long
 
 # KEYS: an in-flight list, the queue, the holder's liveness key. ARGV: the message as held, the
 # message to queue (marked redelivered), "1" to queue it at the tail (last out), "1" to require
@@ -117,6 +121,8 @@ class Holder:
         self.silent_since: dict[str, float] = {}
         self.unsent_acks: list[bytes] = []
         self.held: dict[Any, bytes] = {}  # delivery tag: the message's bytes in the in-flight list
+        self.cut_off = False  # the last refresh failed: the broker, or the link to it, was down
+        self.sweep_from = float("-inf")
 
     @property
     def consumer(self) -> str:
@@ -133,8 +139,20 @@ class Holder:
         """Refresh this consumer's liveness, send the acks that failed, sweep the silent consumers."""
         if not self.due():
             return
-        self.refresh(client)
+        try:
+            self.refresh(client)
+        except Exception:
+            self.cut_off = True
+            raise
+        if self.cut_off:
+            # Back from an outage: the other consumers may still be reconnecting (a restarted
+            # broker has expired every liveness key at once); give them time before sweeping.
+            self.cut_off = False
+            self.sweep_from = time.monotonic() + RECOVERY_GRACE
+            self.silent_since.clear()
         self.flush_acks(client)
+        if time.monotonic() < self.sweep_from:
+            return
         try:
             self.sweep(client, channel)
         except channel.connection_errors:
