@@ -5,8 +5,8 @@ free loopback port, a temporary data dir) and two `celery -A tasks worker` proce
 node names). Several producer threads, each with its own Pool, map a counted task over 200
 items again and again (map, imap_unordered and map_async in turn) while a chaos thread, at
 random intervals, SIGKILLs a random prefork child or a whole worker (main process and children)
-and restarts every worker it killed. A short visibility timeout lets the broker hand a dead
-worker's chunks to another one.
+and restarts every worker it killed. With the default settings (an hour's visibility timeout):
+a dead worker's chunks go to another one once its liveness key expires (tasks/inflight.py).
 
 When the time is up the chaos stops, every worker is back, and the maps still in flight get
 `--drain` seconds to finish. It prints maps run, tasks run, faults injected, results lost (must
@@ -251,7 +251,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-every", type=float, default=4.0, help="mean seconds between faults (default 4)"
     )
-    parser.add_argument("--visibility-timeout", type=int, default=5, help="seconds (default 5)")
+    parser.add_argument("--visibility-timeout", type=int, default=3600, help="seconds (default 3600)")
     parser.add_argument(
         "--drain", type=float, default=150, help="seconds the last maps get to finish (default 150)"
     )
