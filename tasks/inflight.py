@@ -120,6 +120,7 @@ class Holder:
         self.refreshed_at = float("-inf")
         self.silent_since: dict[str, float] = {}
         self.unsent_acks: list[bytes] = []
+        self.unsent_returns: list[tuple[bytes, bool]] = []  # held messages to put back, and where
         self.held: dict[Any, bytes] = {}  # delivery tag: the message's bytes in the in-flight list
         self.cut_off = False  # the last refresh failed: the broker, or the link to it, was down
         self.sweep_from = float("-inf")
@@ -151,6 +152,7 @@ class Holder:
             self.sweep_from = time.monotonic() + RECOVERY_GRACE
             self.silent_since.clear()
         self.flush_acks(client)
+        self.flush_returns(client, channel)
         if time.monotonic() < self.sweep_from:
             return
         try:
@@ -182,6 +184,12 @@ class Holder:
         while self.unsent_acks:
             client.lrem(self.inflight, 1, self.unsent_acks[-1])
             self.unsent_acks.pop()
+
+    def flush_returns(self, client: Any, channel: Any) -> None:
+        while self.unsent_returns:
+            raw, last = self.unsent_returns[-1]
+            self.give_back(client, channel, raw, last)
+            self.unsent_returns.pop()
 
     def give_back(self, client: Any, channel: Any, raw: bytes, last: bool = False) -> bool:
         """Put a message this consumer holds back on its queue (a reject, a shutdown), redelivered."""

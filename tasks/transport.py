@@ -103,8 +103,14 @@ class QoS(kombu_redis.QoS):
         if raw is None:
             super().restore_by_tag(tag, client=client, leftmost=leftmost)
             return
-        with self.channel.conn_or_acquire(client) as client:
-            HOLDER.give_back(client, self.channel, raw, last=leftmost)
+        try:
+            with self.channel.conn_or_acquire(client) as client:
+                HOLDER.give_back(client, self.channel, raw, last=leftmost)
+        except self.channel.connection_errors:
+            # Still held in Redis by this live consumer, so no sweep would return it: the next
+            # tick does (a prefork child killed while the broker was away, a close on a lost link).
+            HOLDER.unsent_returns.append((raw, leftmost))
+            logger.warning("could not put a message back on its queue yet: retried every second")
 
     def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
         """Every sweep interval: this consumer's liveness, then the silent consumers' messages,
@@ -213,11 +219,13 @@ class Channel(_ReusedClient, kombu_redis.Channel):
 
     def close(self) -> None:
         """kombu's, after the acks still due are sent (a worker's warm shutdown)."""
-        try:
-            with self.conn_or_acquire() as client:
-                HOLDER.flush_acks(client)
-        except Exception:
-            logger.warning("could not send %d ack(s) before closing", len(HOLDER.unsent_acks), exc_info=True)
+        if HOLDER.unsent_acks:
+            try:
+                with self.conn_or_acquire() as client:
+                    HOLDER.flush_acks(client)
+            except Exception:
+                unsent = len(HOLDER.unsent_acks)
+                logger.warning("could not send %d ack(s) before closing: the next channel sends them", unsent)
         super().close()
 
     def _put_back_taken(self) -> None:

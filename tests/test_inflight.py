@@ -203,3 +203,40 @@ def test_a_consumer_of_two_queues_takes_from_both(tmp_path: Path) -> None:
                 message.ack()
         finally:
             app.close()
+
+
+def test_a_requeue_that_meets_a_dead_broker_is_retried(tmp_path: Path) -> None:
+    """A prefork child dies while the broker is away: Celery's requeue of its message fails. The
+    message is still in this live consumer's in-flight list, which no sweep empties: the
+    consumer puts it back itself once the broker answers (before, it stayed there for ever)."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, tmp_path)
+    server.start()
+    app = create_app(cluster_settings(server.url, tmp_path))
+    queue = app.settings.queue
+    try:
+        sent = app.send_task("tasks.examples.square", args=[3], queue=queue).id
+        taken: list[Any] = []
+        with app.connection_for_read() as connection:
+            channel = connection.default_channel
+            channel.basic_consume(queue, no_ack=False, callback=taken.append, consumer_tag="test")
+            poll(lambda: connection.drain_events(timeout=2) or taken, "the message to be taken")
+            server.stop()
+            (message,) = taken
+            message.reject(requeue=True)  # the child was lost; the broker is down
+            server.start()
+
+            def back() -> bool:
+                farpool_transport.HOLDER.refreshed_at = float("-inf")  # a tick is due
+                with contextlib.suppress(redis.ConnectionError):
+                    channel.qos.restore_visible(num=10, interval=1)
+                return bool(redis.Redis.from_url(server.url).llen(queue))
+
+            poll(back, "the message to go back on its queue")
+            (raw,) = redis.Redis.from_url(server.url).lrange(queue, 0, -1)
+        assert json.loads(raw)["headers"]["id"] == sent
+        assert json.loads(raw)["headers"]["redelivered"] is True
+    finally:
+        server.stop()
+        app.close()
