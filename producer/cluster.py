@@ -267,9 +267,9 @@ class LocalCluster:
             mingle = self.owner == UP
             command = worker_command(self.settings, self.node_name, loglevel, mingle, LOCAL_WORKER)
             worker = self._spawn("the local worker", command)
-            if self.flower:
-                self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
             self._wait_for_worker(worker)
+            if self.flower:  # once the worker answers: Flower's first look at it then succeeds
+                self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
         except BaseException:
             self.stop()
             raise
