@@ -71,6 +71,11 @@ def take_then_kill_the_broker(app: Any, queue: str, server: EmbeddedServer) -> N
             connection.release()
 
 
+def raw(url: str) -> redis.Redis:
+    """A client of its own for one look, closed by `with` (an unclosed socket warns when collected)."""
+    return redis.Redis.from_url(url)
+
+
 def test_a_take_is_recorded_in_the_same_instant(tmp_path: Path) -> None:
     """Kill the broker (AOF, `appendfsync always`) right after each take: every message is still
     in the queue or held by a consumer. kombu's BRPOP lost the taken one (its record, a second
@@ -82,21 +87,23 @@ def test_a_take_is_recorded_in_the_same_instant(tmp_path: Path) -> None:
     app = create_app(cluster_settings(server.url, tmp_path))
     queue = app.settings.queue
     try:
-        redis.Redis.from_url(server.url).config_set("appendfsync", "always")
+        with raw(server.url) as client:
+            client.config_set("appendfsync", "always")
         sent = [app.send_task("tasks.examples.square", args=[x], queue=queue).id for x in range(5)]
         for _ in range(3):
             take_then_kill_the_broker(app, queue, server)
             server.start()
-            redis.Redis.from_url(server.url).config_set("appendfsync", "always")
+            with raw(server.url) as client:
+                client.config_set("appendfsync", "always")
             assert missing_tasks(app, queue, sent) == [], "a message taken by a consumer is nowhere"
-        client = redis.Redis.from_url(server.url)
-        held = [
-            json.loads(text)["headers"]["id"]
-            for consumer in client.smembers(CONSUMERS)
-            for text in client.lrange(INFLIGHT_PREFIX + consumer.decode(), 0, -1)
-        ]
-        assert len(held) == 3 and set(held) <= set(sent)
-        assert client.llen(queue) == 2
+        with raw(server.url) as client:
+            held = [
+                json.loads(text)["headers"]["id"]
+                for consumer in client.smembers(CONSUMERS)
+                for text in client.lrange(INFLIGHT_PREFIX + consumer.decode(), 0, -1)
+            ]
+            assert len(held) == 3 and set(held) <= set(sent)
+            assert client.llen(queue) == 2
     finally:
         server.stop()
         app.close()
@@ -155,8 +162,8 @@ def test_an_entry_left_in_kombus_unacked_hash_still_comes_back(tmp_path: Path) -
             sent = app.send_task("tasks.examples.square", args=[5], queue=queue).id
             with app.connection_for_read() as connection:
                 channel = connection.default_channel
-                raw = channel.client.rpop(queue)  # the old path: BRPOP, then the record in the hash
-                message = channel.Message(json.loads(raw), channel=channel)
+                taken = channel.client.rpop(queue)  # the old path: BRPOP, then the record in the hash
+                message = channel.Message(json.loads(taken), channel=channel)
                 channel.qos.append(message, message.delivery_tag)
                 assert channel.client.hlen("unacked") == 1
 
@@ -169,7 +176,8 @@ def test_an_entry_left_in_kombus_unacked_hash_still_comes_back(tmp_path: Path) -
                 channel.qos._delivered.clear()  # the entry is the dead old worker's, not this channel's
             assert json.loads(back)["headers"]["id"] == sent
             assert json.loads(back)["headers"]["redelivered"] is True
-            assert not redis.Redis.from_url(server.url).hlen("unacked")
+            with raw(server.url) as client:
+                assert not client.hlen("unacked")
         finally:
             app.close()
 
@@ -231,12 +239,14 @@ def test_a_requeue_that_meets_a_dead_broker_is_retried(tmp_path: Path) -> None:
                 farpool_transport.HOLDER.refreshed_at = float("-inf")  # a tick is due
                 with contextlib.suppress(redis.ConnectionError):
                     channel.qos.restore_visible(num=10, interval=1)
-                return bool(redis.Redis.from_url(server.url).llen(queue))
+                with raw(server.url) as client:
+                    return bool(client.llen(queue))
 
             poll(back, "the message to go back on its queue")
-            (raw,) = redis.Redis.from_url(server.url).lrange(queue, 0, -1)
-        assert json.loads(raw)["headers"]["id"] == sent
-        assert json.loads(raw)["headers"]["redelivered"] is True
+            with raw(server.url) as client:
+                (message,) = client.lrange(queue, 0, -1)
+        assert json.loads(message)["headers"]["id"] == sent
+        assert json.loads(message)["headers"]["redelivered"] is True
     finally:
         server.stop()
         app.close()

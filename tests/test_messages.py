@@ -22,12 +22,12 @@ def test_map_async_messages_do_not_grow_with_the_number_of_chunks(tmp_path: Path
     with fault_cluster(tmp_path, workers=1) as cluster:
         pool = cluster.pool()
         cluster.kill_worker(cluster.workers[0])  # the messages stay queued, to be measured
-        client = redis.Redis.from_url(cluster.settings.broker_url)
         sizes = {}
-        for chunks in (10, 1000):
-            pool.map_async("tasks.examples.square", range(chunks), chunksize=1)
-            sizes[chunks] = max(len(message) for message in client.lrange(cluster.settings.queue, 0, -1))
-            client.delete(cluster.settings.queue)
+        with redis.Redis.from_url(cluster.settings.broker_url) as client:
+            for chunks in (10, 1000):
+                pool.map_async("tasks.examples.square", range(chunks), chunksize=1)
+                sizes[chunks] = max(len(message) for message in client.lrange(cluster.settings.queue, 0, -1))
+                client.delete(cluster.settings.queue)
         assert sizes[1000] < sizes[10] + 100, sizes
         pool.terminate()
 
