@@ -102,8 +102,10 @@ def test_a_take_is_recorded_in_the_same_instant(tmp_path: Path) -> None:
                 for consumer in client.smembers(CONSUMERS)
                 for text in client.lrange(INFLIGHT_PREFIX + consumer.decode(), 0, -1)
             ]
-            assert len(held) == 3 and set(held) <= set(sent)
-            assert client.llen(queue) == 2
+            queued = [json.loads(text)["headers"]["id"] for text in client.lrange(queue, 0, -1)]
+        # each message once, queued or held (a sweep may already have returned a take of the
+        # consumers this test played dead, when their liveness lapsed during a slow restart)
+        assert sorted(held + queued) == sorted(sent) and len(held) >= 1, (held, queued)
     finally:
         server.stop()
         app.close()
