@@ -1,6 +1,21 @@
 """farpool's settings: the only place environment variables are read."""
 
 from config.celeryconfig import celery_config
-from config.settings import Settings, SettingsError, load_settings, mask_url, settings_env
+from config.settings import (
+    Settings,
+    SettingsError,
+    is_loopback_url,
+    load_settings,
+    mask_url,
+    settings_env,
+)
 
-__all__ = ["Settings", "SettingsError", "celery_config", "load_settings", "mask_url", "settings_env"]
+__all__ = [
+    "Settings",
+    "SettingsError",
+    "celery_config",
+    "is_loopback_url",
+    "load_settings",
+    "mask_url",
+    "settings_env",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Annotated, Literal
 from urllib.parse import parse_qs, urlsplit, urlunsplit
@@ -22,6 +23,17 @@ class SettingsError(ValueError):
 def mask_url(url: str) -> str:
     """The URL with any password replaced by `***`, safe to print or log."""
     return ";".join(_mask_one(part) for part in url.split(";"))
+
+
+def is_loopback_url(url: str) -> bool:
+    """True if the URL's host is this machine (localhost, 127.0.0.0/8, ::1); no host means localhost."""
+    host = urlsplit(url).hostname or "localhost"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _mask_one(url: str) -> str:

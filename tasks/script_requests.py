@@ -17,7 +17,6 @@ A worker on another host, or one started by hand, reads nothing and is never wid
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import stat
@@ -26,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
+
+from config import is_loopback_url
 
 REQUESTS_FOLDER = "scripts"
 STARTED_SLACK = 0.5  # seconds: psutil's start times are rounded to the clock tick
@@ -97,23 +97,13 @@ def live_requests(data_dir: str) -> list[ScriptRequest]:
     return [request for _, request in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
 
-def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or "localhost"
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def allowlist_for(app: Any, reference: str) -> Sequence[str]:
     """The allowlist to resolve `reference` with: the app's, plus the module it names if this
     worker takes requests and a live one names it (its folder then goes last on sys.path)."""
     allowed: tuple[str, ...] = app.allowlist
     module = reference.partition(":")[0]
     settings = app.settings
-    if module in allowed or not settings.script_requests or not _loopback(settings.broker_url):
+    if module in allowed or not settings.script_requests or not is_loopback_url(settings.broker_url):
         return allowed
     for request in live_requests(settings.data_dir):
         if module in request.modules:

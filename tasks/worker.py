@@ -13,7 +13,6 @@ FarpoolCelery.Worker makes it. Two changes to Celery's:
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 import click
 from celery.apps import worker as celery_worker
 
-from config import mask_url
+from config import is_loopback_url, mask_url
 
 CELERY_EVENTS_OFF = "task events: OFF (enable -E to monitor tasks in this worker)"
 FARPOOL_EVENTS = "task events: on while a monitor watches (Flower, celery events), off otherwise"
@@ -51,7 +50,7 @@ def nothing_listens_here(url: str) -> bool:
     """True if `url` is a redis:// address of this machine whose port refuses connections."""
     parts = urlsplit(url)
     host = parts.hostname or "localhost"
-    if parts.scheme not in ("redis", "rediss") or not _loopback(host):
+    if parts.scheme not in ("redis", "rediss") or not is_loopback_url(url):
         return False
     try:
         socket.create_connection((host, parts.port or 6379), timeout=CONNECT_TIMEOUT).close()
@@ -60,12 +59,3 @@ def nothing_listens_here(url: str) -> bool:
     except OSError:  # anything else (a timeout): let Celery's own connection say what it is
         return False
     return False
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
