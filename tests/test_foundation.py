@@ -113,17 +113,16 @@ def test_bad_setting_is_one_line_and_exit_2(variable: str, value: str, command: 
     assert "pw@" not in done.stderr
 
 
+def worker_that_exits(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`celery -A tasks worker` expected to stop by itself at start."""
+    command = [sys.executable, "-m", "celery", "-A", "tasks", "worker"]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
 def test_a_worker_whose_include_cannot_be_imported_is_one_line_and_exit_2(tmp_path: Path) -> None:
     """Issue 23: a 64-line traceback ending in ModuleNotFoundError, exit 1."""
     env = {**os.environ, "FARPOOL_INCLUDE": "usertasks,basics", "FARPOOL_IMPORT_PATH": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = worker_that_exits(env)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.strip().splitlines() if "SecurityWarning" not in line]
     error = lines[-1]
@@ -138,14 +137,7 @@ def test_a_hand_started_worker_with_no_broker_on_this_machine_says_what_to_run(p
     url = f"redis://{':' + password + '@' if password else ''}127.0.0.1:{free_port()}/0"
     env = {**os.environ, "FARPOOL_BROKER_URL": url, "FARPOOL_EMBEDDED_BROKER": "auto"}
     env.pop("FARPOOL_RESULT_BACKEND", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "tasks", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = worker_that_exits(env)
     assert done.returncode == 2, done.stdout + done.stderr
     errors = [line for line in done.stderr.splitlines() if line.startswith("farpool: ")]
     shown = url.replace(password, "***") if password else url
