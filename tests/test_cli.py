@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import redis
@@ -182,20 +183,25 @@ def test_a_users_task_module_in_the_working_directory(tmp_path) -> None:
     assert (done.returncode, done.stdout) == (0, "[1, 8, 27]\n"), done.stderr
 
 
-def test_cluster_shows_the_function_each_busy_process_runs(cluster: Cluster) -> None:
+def test_cluster_shows_the_function_each_busy_process_runs(cluster: Cluster, tmp_path: Path) -> None:
     import usertasks
 
+    release = tmp_path / "release"
     with cluster.pool() as pool:
-        pool.map_async(usertasks.plain_nap, [3.0, 3.0], chunksize=1)
+        naps = pool.starmap_async(usertasks.nap_until_file, [(str(release), 120.0)] * 2, chunksize=1)
 
         def busy() -> list[str] | None:
             report = json.loads(run_cli("cluster", "--json", env=cluster.env).stdout)
             (worker,) = [w for w in report["workers"] if cluster.settings.queue in w["queues"]]
             return worker["running"] or None
 
-        assert poll(busy, "the worker to report what it runs") == ["plain_nap", "plain_nap"]
-        table = run_cli("cluster", env=cluster.env)
-        assert "plain_nap (2)" in table.stdout
+        try:
+            assert poll(busy, "the worker to report what it runs") == ["nap_until_file"] * 2
+            table = run_cli("cluster", env=cluster.env)
+            assert "nap_until_file (2)" in table.stdout
+        finally:
+            release.touch()
+        assert naps.get(timeout=60) == [True, True]
 
 
 def test_the_cli_imports_only_what_a_call_needs() -> None:

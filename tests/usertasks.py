@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from celery import Task, shared_task
@@ -62,3 +63,13 @@ def arrived_as(value: object) -> str:
 def plain_nap(seconds: float) -> float:
     time.sleep(seconds)
     return seconds
+
+
+def nap_until_file(path: str, limit: float) -> bool:
+    """Sleeps until `path` exists (True) or `limit` seconds pass (False)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.05)
+    return False
