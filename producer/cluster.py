@@ -19,7 +19,7 @@ from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
 from producer.packages import FARPOOL_ROOT
 from producer.processes import STOP_GRACE, ChildProcess
-from producer.readiness import stop_quickly, wait_announced
+from producer.readiness import stop_quickly, wait_announced, wait_answering
 from producer.references import MainScript
 from producer.running import UP, remove_record, write_record
 from producer.script_access import request_script, withdraw_request
@@ -269,6 +269,7 @@ class LocalCluster:
             worker = self._spawn("the local worker", command)
             self._wait_for_worker(worker)
             if self.flower:  # once the worker answers: Flower's first look at it then succeeds
+                self._wait_for_worker(worker, answering=True)
                 self._spawn("Flower", flower_command(self.settings), flower_env(self.settings))
         except BaseException:
             self.stop()
@@ -283,9 +284,11 @@ class LocalCluster:
         self.start_worker()
         return self
 
-    def _wait_for_worker(self, worker: ChildProcess) -> None:
+    def _wait_for_worker(self, worker: ChildProcess, answering: bool = False) -> None:
+        """Until `worker` is announced, or also answers remote control (`answering`)."""
         node = self.node_name.replace("%h", "")
-        if not wait_announced(self.app, self.settings.queue, node, worker, WORKER_START_TIMEOUT):
+        wait = wait_answering if answering else wait_announced
+        if not wait(self.app, self.settings.queue, node, worker, WORKER_START_TIMEOUT):
             raise NoWorkersError(
                 f"the local worker did not come online within {WORKER_START_TIMEOUT:.0f} s "
                 f"on {mask_url(self.settings.broker_url)}"

@@ -43,6 +43,25 @@ def wait_announced(app: Celery, queue: str, node: str, worker: ChildProcess, tim
     return worker.wait_ready(lambda: bool(_named(app, queue, node)), timeout, interval=POLL_INTERVAL)
 
 
+def wait_answering(app: Celery, queue: str, node: str, worker: ChildProcess, timeout: float) -> bool:
+    """Poll until announced `worker` answers a remote-control ping (True), exits or `timeout` s pass.
+
+    Its announcement comes as its consumer starts; its control replies once its event loop
+    reads the control channel, a moment later. Flower's first look at the workers (four
+    inspect calls of 1 s each, as it starts) needs the replies: asked in between, it logged
+    `Inspect method ... failed` four times.
+    """
+
+    def answers() -> bool:
+        names = _named(app, queue, node)
+        try:
+            return bool(names) and bool(app.control.ping(destination=names, timeout=0.5, limit=len(names)))
+        except (redis.RedisError, OSError):
+            return False
+
+    return worker.wait_ready(answers, timeout, interval=POLL_INTERVAL)
+
+
 def stop_quickly(app: Celery, queue: str, node: str, worker: ChildProcess) -> None:
     """SIGKILL `worker` and its process group, and withdraw its announcement."""
     worker.kill()

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import Cluster, free_port
-from helpers import poll, stop_process
+from helpers import FARPOOL, fresh_machine_env, poll, stop_process
 
 from config import load_settings, settings_env
 from producer.cluster import flower_command, flower_env
@@ -239,3 +239,47 @@ def test_flower_tasks_page_renders_the_chunk_labels_in_a_browser(cluster: Cluste
             page,
         )
         assert shot.returncode == 0, shot.stderr[-2000:]
+
+
+def test_farpool_up_flower_first_look_at_the_worker_succeeds_without_a_warning(tmp_path: Path) -> None:
+    """Issue 23: `farpool up --flower` logged four `Inspect method ... failed` warnings.
+
+    Flower inspects the workers once as it starts (stats, active_queues, registered, conf; 1 s
+    each). Started beside a worker still starting (mingle, no control consumer yet), nobody
+    answered: four warnings, and no worker in `/api/workers` until something asked again.
+    """
+    user, password = "farpool", secrets.token_urlsafe(12)
+    port = free_port()
+    env = fresh_machine_env(
+        str(tmp_path / "data"),
+        FARPOOL_FLOWER_PORT=str(port),
+        FARPOOL_FLOWER_BASIC_AUTH=f"{user}:{password}",
+    )
+    log = tmp_path / "up.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*FARPOOL, "up", "--flower"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    flower = Flower(f"http://127.0.0.1:{port}", user, password, process, log)
+    try:
+
+        def first_look() -> str | None:
+            """The outcome, "warned" or "inspected", once Flower's start-up inspection has ended."""
+            assert process.poll() is None, f"farpool up exited with {process.returncode}\n{flower.log_tail()}"
+            if "Inspect method" in log.read_text(errors="replace"):
+                return "warned"
+            status, body = flower.request("/api/workers")  # what the start-up inspection found
+            found = json.loads(body) if status == 200 else {}
+            return "inspected" if any("stats" in info for info in found.values()) else None
+
+        outcome = poll(first_look, "Flower's start-up inspection of the worker", START_TIMEOUT)
+        text = log.read_text(errors="replace")
+        warnings = [line for line in text.splitlines() if "Inspect method" in line or "[W " in line]
+        assert (outcome, warnings) == ("inspected", []), flower.log_tail()
+    finally:
+        stop_process(process)
