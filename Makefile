@@ -7,7 +7,7 @@ SOURCES := tasks producer config tests benchmarks
 # (no import hook, which mypy can follow), and setuptools prints no warning for it.
 
 .DEFAULT_GOAL := help
-.PHONY: help demo test lint format up bench stress failover browser clean
+.PHONY: help demo test lint docs format up bench stress failover browser clean
 
 help: ## List the targets.
 	@awk -F ':.*## ' '/^[a-z]+:.*## / {printf "  make %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,13 +30,16 @@ demo: $(VENV)/.runtime ## Run the seed's script on a real worker (starts what it
 up: $(VENV)/.runtime ## Run a local cluster with Flower in the foreground (Ctrl-C stops it).
 	$(VENV)/bin/farpool up --flower
 
-test: lint ## The checks of `make lint`, then the test suite.
+test: lint docs ## The checks of `make lint`, the docs build, then the test suite.
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev ## ruff, ruff format --check and mypy: what `make test` runs before pytest.
 	$(PY) -m ruff check $(SOURCES)
 	$(PY) -m ruff format --check $(SOURCES)
 	$(PY) -m mypy
+
+docs: $(VENV)/.dev ## Build the documentation site into site/, strict: a broken link or API name fails.
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
 
 format: $(VENV)/.dev ## Fix what ruff can fix and format the code.
 	$(PY) -m ruff check --fix $(SOURCES)
@@ -59,7 +62,7 @@ failover: $(VENV)/.dev ## (root) Faults across hosts timed, then 10 Sentinel fai
 browser: ## Install Debian's Chromium, for the Flower page test.
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-clean: ## Remove the virtualenv, build metadata, caches and an old .farpool folder.
-	rm -rf $(VENV) .farpool *.egg-info build .mypy_cache .ruff_cache .pytest_cache
+clean: ## Remove the virtualenv, build metadata, the docs site, caches and an old .farpool folder.
+	rm -rf $(VENV) .farpool *.egg-info build site .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 	@echo "kept: farpool's data (logs, the bundled broker's files) in $${FARPOOL_DATA_DIR:-$${XDG_DATA_HOME:-$$HOME/.local/share}/farpool}"

@@ -102,9 +102,12 @@ def announced_workers(app: Celery, queue: str) -> list[WorkerInfo]:
 
     Each description is at most ANNOUNCE_INTERVAL (2 s) old; a worker that died stays listed
     until its announcement expires (ANNOUNCE_TTL, 10 s). `online_workers` asks them now.
+    Sorted by name: `farpool tasks` and `farpool cluster` list them in the same order each time
+    (the announcements come in the order they expire).
     """
     client = cast(Any, app.backend).client
-    return [_worker_info(str(found["name"]), found) for found in live_workers(client, queue)]
+    found = sorted(live_workers(client, queue), key=lambda worker: str(worker["name"]))
+    return [_worker_info(str(worker["name"]), worker) for worker in found]
 
 
 def online_workers(

@@ -37,7 +37,7 @@ class LostTasks(BrokerUnavailable):
         return cls(
             f"the broker at {server} changed (a failover or a restart) and no longer has {missing} "
             "of the tasks sent to it: Redis replicates asynchronously, so a replica can take over "
-            "without the last writes (see the README's Redis Sentinel section)"
+            "without the last writes (see Deploying, Redis Sentinel, in the docs: docs/deploying.md)"
         )
 
 
