@@ -32,17 +32,31 @@ def test_make_alone_and_make_help_list_every_target_with_a_line(args: tuple[str,
     assert all(len(line.split(None, 2)) == 3 for line in done.stdout.splitlines())
 
 
-def test_lint_runs_exactly_the_checks_test_runs_before_pytest() -> None:
+def test_test_runs_exactly_lint_then_the_strict_docs_build_then_pytest() -> None:
     stamps = ["-o", ".venv/.dev", "-o", ".venv/.runtime"]  # taken as made: only the recipes
     lint = make("-n", *stamps, "lint").stdout.splitlines()
+    docs = make("-n", *stamps, "docs").stdout.splitlines()
     test = make("-n", *stamps, "test").stdout.splitlines()
-    assert test[:-1] == lint and test[-1].endswith("-m pytest")
+    assert test[:-1] == lint + docs and test[-1].endswith("-m pytest")
     assert any("ruff format --check" in line for line in lint)
+    assert len(docs) == 1 and "-m mkdocs build --strict" in docs[0]
+
+
+def test_the_docs_build_needs_only_the_dev_extras() -> None:
+    """`make docs` on a fresh clone: what mkdocs.yml uses is installed by `pip install -e '.[dev]'`."""
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    dev = " ".join(extras["dev"])
+    config = (ROOT / "mkdocs.yml").read_text()
+    assert "name: material" in config and "- mkdocstrings:" in config and "strict: true" in config
+    for package in ("mkdocs>=", "mkdocs-material>=", "mkdocstrings[python]>="):
+        assert package in dev, package
 
 
 def test_clean_removes_build_metadata_and_caches(tmp_path: Path) -> None:
     shutil.copy(MAKEFILE, tmp_path / "Makefile")
-    made = [".venv", ".farpool", "farpool.egg-info", ".mypy_cache", ".ruff_cache", "pkg/__pycache__"]
+    made = [".venv", ".farpool", "farpool.egg-info", "site", ".mypy_cache", ".ruff_cache", "pkg/__pycache__"]
     for name in made:
         (tmp_path / name).mkdir(parents=True)
     (tmp_path / "pkg" / "kept.py").write_text("")

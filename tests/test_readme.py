@@ -1,4 +1,6 @@
-"""The README's shell examples are today's real output: run against a throwaway cluster."""
+"""The shell examples of the README and the docs' pages are today's real output: run against a
+throwaway cluster. (The README's quick start, which starts clusters of its own, is
+tests/test_walkthrough.py's.)"""
 
 from __future__ import annotations
 
@@ -19,7 +21,13 @@ from producer.cluster import LocalCluster
 from producer.embedded import EmbeddedServer
 from tasks import create_app
 
-README = Path(__file__).parent.parent / "README.md"
+ROOT = Path(__file__).parent.parent
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+# The quick start's region of the README (also the docs' Quick start page, by pymdownx.snippets).
+WALKTHROUGH = re.compile(
+    r"<!-- --8<-- \[start:walkthrough\] -->.*?<!-- --8<-- \[end:walkthrough\] -->", re.DOTALL
+)
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 # Lines that differ from run to run: the worker's name, pids, load and memory.
 VARIABLE = re.compile(r"^(farpool-local-|broker )")
@@ -31,9 +39,15 @@ class Example:
     expected: list[str] = field(default_factory=list)
 
 
+def documents() -> list[Path]:
+    """The README, then the docs' pages: every text whose examples must stay true."""
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
 def console_examples() -> list[Example]:
     examples: list[Example] = []
-    for block in re.findall(r"```console\n(.*?)```", README.read_text(), re.DOTALL):
+    text = "\n".join(WALKTHROUGH.sub("", path.read_text()) for path in documents())
+    for block in re.findall(r"```console\n(.*?)```", text, re.DOTALL):
         for line in block.splitlines():
             if line.startswith("$ "):
                 examples.append(Example(line[2:].split("  #")[0].strip()))
@@ -54,8 +68,36 @@ def comparable(lines: list[str]) -> list[str]:
     return [" ".join(line.split()) for line in kept]
 
 
-def test_the_readme_has_console_examples() -> None:
+def test_the_readme_and_the_docs_have_console_examples() -> None:
     assert len(console_examples()) >= 8
+
+
+# [text](target) outside code: the README's links into the docs (mkdocs checks the pages' own).
+LINK = re.compile(r"(?<!!)\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchors(path: Path) -> set[str]:
+    """The ids of a page's headings, as GitHub and MkDocs' toc both make them."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.DOTALL)
+    ids = set()
+    for heading in re.findall(r"^#+ (.+)$", text, re.MULTILINE):
+        plain = re.sub(r"[`*]", "", heading).lower()
+        ids.add(re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", plain).strip()))
+    return ids
+
+
+def test_every_link_of_the_readme_reaches_a_file_and_its_heading() -> None:
+    text = re.sub(r"```.*?```", "", README.read_text(), flags=re.DOTALL)
+    broken = []
+    for target in LINK.findall(text):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        page = ROOT / path if path else README
+        if not page.exists() or (anchor and anchor not in anchors(page)):
+            broken.append(target)
+    assert broken == []
+    assert "docs/usage.md" in text and "docs/configuration.md" in text
 
 
 @pytest.fixture(scope="module")
