@@ -144,3 +144,20 @@ def test_every_console_example_prints_what_the_readme_shows(plain_cluster: Clust
             ids[example.expected[0]] = output[0]  # `farpool submit` prints a new id each time
         shown = comparable(example.expected)
         assert comparable(output) == shown, f"$ {example.command}"
+
+
+def test_the_configuration_page_lists_every_setting_and_no_other() -> None:
+    """docs/configuration.md's table names each field of config.Settings (`_PORT` after the
+    `FARPOOL_FLOWER_ADDRESS /` row stands for FARPOOL_FLOWER_PORT), and only those."""
+    from config import Settings
+
+    rows = re.findall(
+        r"^\| (FARPOOL_\w+)(?: / (_\w+))? \|", (DOCS / "configuration.md").read_text(), re.MULTILINE
+    )
+    listed = {
+        name for first, second in rows for name in (first, first.rsplit("_", 1)[0] + second if second else "")
+    }
+    fields = {f"FARPOOL_{name.upper()}" for name in Settings.model_fields}
+    assert listed - {""} == fields
+    shown_first = set(re.findall(r"^\| (FARPOOL_\w+) \|", README.read_text(), re.MULTILINE))
+    assert shown_first and shown_first <= fields  # the README's short table
