@@ -2,12 +2,13 @@
 print what it shows.
 
 Each ```console title="terminal N"``` block runs in terminal N, which keeps its own folder. A
-command marked `# runs until Ctrl-C` stays running (its block shows some of its output, `...`
-for lines left out); a later block of the same terminal may show more of its output, or `^C`
-(SIGINT to its process group, as a terminal sends it). Every other command runs to its end and
-must print exactly the lines shown. The reader's machine is a fresh one: the broker URL's port
-is a free one here (shown as the default, 6379), the data folder and the home folder are
-temporary, and nothing reaches the machine's own Redis.
+command marked `# runs until Ctrl-C` stays running: its block shows some of its output, in
+order, `...` for lines left out (never two lines that two processes print at once); a later
+block of the same terminal may show more of its output, or `^C` (SIGINT to its process group,
+as a terminal sends it). Every other command runs to its end and must print exactly the lines
+shown. The reader's machine is a fresh one: the broker URL's port is a free one here (shown as
+the default, 6379), the data folder and the home folder are temporary, and nothing reaches the
+machine's own Redis.
 """
 
 from __future__ import annotations
@@ -89,6 +90,9 @@ class Reader:
         base = {k: v for k, v in os.environ.items() if not k.startswith("FARPOOL_") and k != "PYTHONPATH"}
         self.env = {**base, **{k: v for k, v in farpool.items() if k.startswith("FARPOOL_") or k == "HOME"}}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env['PATH']}"
+        # Python writes to a terminal line by line; to the pipe here it would hold stdout back
+        # until exit, after stderr's lines (make demo's notice would come before `Dataset:`).
+        self.env["PYTHONUNBUFFERED"] = "1"
         self.port = int(self.env["FARPOOL_BROKER_URL"].rsplit(":", 1)[1].split("/")[0])
         self.tmp = tmp_path
         self.folders: dict[int, Path] = {}
@@ -169,7 +173,12 @@ class Reader:
             lines = iter(self.normal(log.read_text(errors="replace").splitlines()))
             return all(any(line == seen for seen in lines) for line in shown)  # in this order
 
-        poll(printed, f"terminal {step.terminal} printing {shown[-1:]}", STEP_TIMEOUT)
+        try:
+            poll(printed, f"terminal {step.terminal} printing {shown[-1:]}", STEP_TIMEOUT)
+        except AssertionError as error:
+            raise AssertionError(
+                f"{error}\nshown: {shown}\nprinted:\n{log.read_text(errors='replace')}"
+            ) from None
 
     def ended(self) -> list[str]:
         """What still runs (the walkthrough's own stops must end everything)."""
