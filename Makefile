@@ -39,7 +39,7 @@ lint: $(VENV)/.dev ## ruff, ruff format --check and mypy: what `make test` runs 
 	$(PY) -m mypy
 
 docs: $(VENV)/.dev ## Build the documentation site into site/, strict: a broken link or API name fails.
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 format: $(VENV)/.dev ## Fix what ruff can fix and format the code.
 	$(PY) -m ruff check --fix $(SOURCES)

@@ -104,3 +104,32 @@ def test_every_package_folder_is_installed() -> None:
         if folder.is_dir() and folder.name != "__pycache__" and any(folder.glob("*.py"))
     }
     assert folders == listed
+
+
+@pytest.mark.parametrize(
+    ("page", "line"),
+    [
+        ("cli.md", ""),
+        ("cli.md", "[a page that is not there](nowhere.md)"),
+        ("cli.md", "[a heading that is not there](usage.md#no-such-heading)"),
+        ("api.md", "::: producer.NoSuchName"),
+    ],
+    ids=["intact", "missing page", "missing anchor", "missing API name"],
+)
+def test_make_docs_fails_on_a_broken_link_or_api_name(tmp_path: Path, page: str, line: str) -> None:
+    """`make docs`'s own command, on a copy of the docs with one thing broken (mkdocs' --quiet,
+    for one, would let the warnings of --strict pass)."""
+    recipe = make("-n", "-o", ".venv/.dev", "-o", ".venv/.runtime", "docs").stdout.strip()
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    with (tmp_path / "docs" / page).open("a") as text:
+        text.write(f"\n{line}\n")
+    config = (ROOT / "mkdocs.yml").read_text().replace('["."]', f'["{ROOT}"]')
+    (tmp_path / "mkdocs.yml").write_text(config)
+    command = f"{recipe} --config-file {tmp_path / 'mkdocs.yml'} --site-dir {tmp_path / 'site'}"
+    done = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    if not line:
+        assert done.returncode == 0, output[-2000:]
+        return
+    assert done.returncode != 0, output[-2000:]
+    assert "NoSuchName" in output or "Aborted with 1 warnings in strict mode" in output, output
