@@ -48,8 +48,8 @@ def wait_answering(app: Celery, queue: str, node: str, worker: ChildProcess, tim
 
     Its announcement comes as its consumer starts; its control replies once its event loop
     reads the control channel, a moment later. Flower's first look at the workers (four
-    inspect calls of 1 s each, as it starts) needs the replies: asked in between, it logged
-    `Inspect method ... failed` four times.
+    inspect calls of 1 s each, as it starts) needs the replies: started beside a worker still
+    starting, Flower logged `Inspect method ... failed` four times (tests/test_flower.py).
     """
 
     def answers() -> bool:
