@@ -98,6 +98,9 @@ class Settings(BaseSettings):
     include: Annotated[tuple[str, ...], NoDecode] = ()
     allow: Annotated[tuple[str, ...], NoDecode] = ()
     import_path: Annotated[tuple[str, ...], NoDecode] = ()
+    # Set by a local cluster on its worker: the folders it adds after import_path (its starter's
+    # working folder, the script's), which a refusal's hint does not repeat as the user's own
+    local_import_path: Annotated[tuple[str, ...], NoDecode] = ()
     # Set by a local cluster on its worker: call the scripts this machine's pools ask for
     # (tasks/script_requests.py)
     script_requests: bool = False
@@ -147,7 +150,7 @@ class Settings(BaseSettings):
             return tuple(name.strip() for name in value.split(",") if name.strip())
         return value
 
-    @field_validator("import_path", mode="before")
+    @field_validator("import_path", "local_import_path", mode="before")
     @classmethod
     def _split_folders(cls, value: object) -> object:
         if isinstance(value, str):
@@ -198,6 +201,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if value is None:
             continue
         if isinstance(value, tuple):
-            value = (os.pathsep if name == "import_path" else ",").join(value)
+            value = (os.pathsep if name.endswith("import_path") else ",").join(value)
         env[ENV_PREFIX + name.upper()] = str(value)
     return env

@@ -23,7 +23,9 @@ from producer.cli_support import (
     items_from,
     map_options,
     parse_json,
+    pool_for,
     setup_logging,
+    task_script,
 )
 from producer.errors import FarpoolError
 from tasks.contract import DEMO_SCRIPT
@@ -103,10 +105,8 @@ def map_command(
     progress: bool,
 ) -> None:
     """TASK over ITEMS (JSON values) or --range; prints a JSON list, or JSON lines."""
-    from producer.pool import Pool
-
     values = items_from(items, span)
-    with Pool() as pool:
+    with pool_for(task) as pool:
         if unordered or lines:
             imap = pool.imap_unordered if unordered else pool.imap
             for value in imap(task, values, chunksize, progress=progress):
@@ -122,10 +122,8 @@ def map_command(
 @click.option("--progress", is_flag=True, help="A progress bar on stderr.")
 def starmap(task: str, items: Sequence[str], chunksize: int | None, progress: bool) -> None:
     """TASK(*args) for each ITEM, a JSON array of arguments; prints a JSON list."""
-    from producer.pool import Pool
-
     values = parse_json(items, "item")
-    with Pool() as pool:
+    with pool_for(task) as pool:
         echo_json(pool.starmap(task, values, chunksize, progress=progress))
 
 
@@ -135,13 +133,11 @@ def starmap(task: str, items: Sequence[str], chunksize: int | None, progress: bo
 @click.option("--kwargs", "kwargs_json", default="{}", help="Keyword arguments as a JSON object.")
 def apply(task: str, args: Sequence[str], kwargs_json: str) -> None:
     """One call TASK(*ARGS, **KWARGS); ARGS are JSON values. Prints the JSON result."""
-    from producer.pool import Pool
-
     (kwargs,) = parse_json([kwargs_json], "--kwargs")
     if not isinstance(kwargs, dict):
         raise click.UsageError("--kwargs must be a JSON object")
     values = parse_json(args, "argument")
-    with Pool() as pool:
+    with pool_for(task) as pool:
         echo_json(pool.apply(task, values, kwargs))
 
 
@@ -149,10 +145,8 @@ def apply(task: str, args: Sequence[str], kwargs_json: str) -> None:
 @map_options
 def submit(task: str, items: Sequence[str], span: str | None, chunksize: int | None) -> None:
     """map_async TASK over ITEMS or --range; prints the id for `farpool result ID`."""
-    from producer.pool import Pool
-
     values = items_from(items, span)
-    pool = Pool(start_local=False)
+    pool = pool_for(task, start_local=False)
     try:
         click.echo(pool.map_async(task, values, chunksize).id)
     finally:
@@ -242,14 +236,16 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     dominant cost, and says when an item exceeds the workers' L2 cache.
     """
     from producer.advice import measure, report
-    from producer.pool import Pool
     from producer.registry import local_function, task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
     name = task_name(task, app)
+    script = task_script(name)
+    if script is not None and script.folder not in sys.path:
+        sys.path.append(script.folder)  # imported here as `python -c 'import module'` would, after farpool's
     func = local_function(name, app) if ":" in name else name  # a plain function runs here as it is
-    with Pool() as pool:
+    with pool_for(name) as pool:
         advice, ran = measure(func, values, items, budget, pool)
     for line in report(name, advice, ran):
         click.echo(line)

@@ -6,11 +6,15 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from config import mask_url
+
+if TYPE_CHECKING:
+    from producer.pool import Pool
+    from producer.references import MainScript
 
 
 def _set_flag(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -107,3 +111,20 @@ def map_options(command: Callable[..., None]) -> Callable[..., None]:
     ):
         command = option(command)
     return command
+
+
+def task_script(task: str) -> MainScript | None:
+    """For a plain function `module:function` whose module the current folder holds (as
+    `python -c 'import module'` would find it there), that module and folder: allowed on this
+    machine's local workers as a script's own functions are (producer/script_access.py)."""
+    from producer.references import working_folder_module
+    from tasks.contract import is_reference
+
+    return working_folder_module(task.partition(":")[0]) if is_reference(task) else None
+
+
+def pool_for(task: str, start_local: bool = True) -> Pool:
+    """The Pool a subcommand calls `task` with; see task_script."""
+    from producer.pool import Pool
+
+    return Pool(start_local=start_local, script=task_script(task))

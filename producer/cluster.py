@@ -206,9 +206,10 @@ class LocalCluster:
     def worker_settings(self) -> Settings:
         """The settings plus what this process can import: the worker imports it all the same.
 
-        Its import path gains this process's working folder and the script's folder; its
-        allowlist gains the script and the modules the script imported from its folder, which
-        the worker imports when a call first needs them.
+        Its import path gains this process's working folder and the script's folder (after the
+        user's FARPOOL_IMPORT_PATH, in FARPOOL_LOCAL_IMPORT_PATH: a refusal's hint repeats only
+        the user's); its allowlist gains the script and the modules the script imported from its
+        folder, which the worker imports when a call first needs them.
         """
         folders = [os.getcwd()]
         allow = list(self.settings.allow)
@@ -218,7 +219,7 @@ class LocalCluster:
         return self.settings.model_copy(
             update={
                 "allow": tuple(dict.fromkeys(allow)),
-                "import_path": tuple(dict.fromkeys([*self.settings.import_path, *folders])),
+                "local_import_path": tuple(dict.fromkeys(folders)),
                 "data_dir": str(Path(self.settings.data_dir).resolve()),
                 "script_requests": True,  # the scripts of pools started later (script_access.py)
             }
@@ -305,9 +306,10 @@ class LocalCluster:
         """SIGKILL the worker and its prefork children at once."""
         self.worker.kill()
 
-    def stop(self, quick: bool = False) -> None:
+    def stop(self, quick: bool = False, detached: bool = False) -> None:
         """Warm shutdown (running chunks finish), then anything still alive is killed; `quick`:
-        a pool done with its own worker kills it once it has withdrawn (producer/readiness.py)."""
+        a pool done with its own worker kills it once it has withdrawn (producer/readiness.py);
+        `detached`: its work may still run, so its script request lasts as long as its results."""
         recorded = bool(self.servers or self.children)
         for child in reversed(self.children):
             if quick and child is self.children[0]:
@@ -323,7 +325,7 @@ class LocalCluster:
         self.servers = []
         if recorded:
             remove_record(self.settings.data_dir, self.record_key)
-        withdraw_request(self.settings, self.record_key)
+        withdraw_request(self.settings, self.record_key, self.settings.result_expires if detached else 0.0)
 
     def __enter__(self) -> LocalCluster:
         return self.start()

@@ -29,7 +29,7 @@ from producer.lost import missing_tasks
 from producer.outgoing import Outgoing, array_bytes, call_arguments
 from producer.pool_arrays import PoolArrays
 from producer.publishing import sending
-from producer.references import main_script
+from producer.references import MainScript, main_script
 from producer.registry import task_name
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
 from producer.withdraw import withdraw_queued
@@ -57,6 +57,7 @@ class PoolEngine:
         *,
         app: tasks.FarpoolCelery | None = None,
         start_local: bool = True,
+        script: MainScript | None = None,
     ) -> None:
         if processes is not None and processes < 1:
             raise ValueError("Number of processes must be at least 1")
@@ -77,7 +78,7 @@ class PoolEngine:
             )
         self._settings = self._app.settings
         self._state = CLOSE  # RUN once it is up; a pool that failed to start is never "running"
-        self._local = LocalCluster(self._settings, self._app, script=main_script())
+        self._local = LocalCluster(self._settings, self._app, script=script or main_script())
         self._local.start_broker(persistent=False)
         try:
             workers = [] if self._local.started_broker else announced_workers(self._app, self._settings.queue)
@@ -360,7 +361,7 @@ class PoolEngine:
             self._arrays.close(keep)
             ledger.close()
             self._ledger = None  # type: ignore[assignment]
-        self._local.stop(quick=not keep)  # kept: its processes' held results go to Redis as they end
+        self._local.stop(quick=not keep, detached=keep)  # kept: held results go to Redis as they end
 
     def _put(self, value: Any) -> PutHandle:
         self._check_running()

@@ -29,6 +29,8 @@ class Pool(PoolEngine):
     `initializer` and `maxtasksperchild` belong to the workers and are refused here.
     With no worker online and a loopback broker, the pool starts a local worker for its
     lifetime unless `start_local` is False (then NoWorkersError says how to start one).
+    `script` names the module (and folder) whose functions this machine's local workers are
+    asked to call: the running script's by default (producer/script_access.py).
     """
 
     @overload

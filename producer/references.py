@@ -9,6 +9,8 @@ script's own module name, as multiprocessing's spawn start method imports it.
 from __future__ import annotations
 
 import functools
+import importlib.machinery
+import os
 import sys
 import types
 from dataclasses import dataclass
@@ -22,7 +24,8 @@ WHAT_TO_DO = "define it with def at the top level of your script or of a module,
 
 @dataclass(frozen=True)
 class MainScript:
-    """The running script as the workers import it: its module name and the folder it is in."""
+    """The running script as the workers import it: its module name and the folder it is in
+    (for the CLI, the module its `module:function` names, in the current folder)."""
 
     module: str
     folder: str
@@ -46,15 +49,34 @@ def main_script() -> MainScript | None:
     return MainScript(path.stem, str(path.parent))
 
 
+FARPOOL_PACKAGES = ("tasks", "producer", "config")  # every worker has them: nothing to ask for
+
+
+def working_folder_module(module: str) -> MainScript | None:
+    """`module` (the CLI's `module:function`) as `python -c 'import module'` run here imports
+    it from the current folder: its name and that folder, to allow as a script's; None if the
+    folder holds no such module, or it is farpool's own."""
+    top = module.partition(".")[0]
+    try:
+        folder = os.getcwd()
+    except OSError:  # the folder was removed
+        return None
+    if top in FARPOOL_PACKAGES or importlib.machinery.PathFinder.find_spec(top, [folder]) is None:
+        return None
+    return MainScript(module, folder)
+
+
 def module_folder(module: str) -> str | None:
-    """The folder a worker's FARPOOL_IMPORT_PATH needs to import `module` as this process did;
-    None if this process has not imported it (or it is no file)."""
+    """The folder a worker's FARPOOL_IMPORT_PATH needs to import `module` as this process did,
+    or, if it has not imported it, as Python would from the current folder; None if neither
+    (or it is no file)."""
     script = main_script()
     if script is not None and script.module == module:
         return script.folder
     file = getattr(sys.modules.get(module), "__file__", None)
     if not file:
-        return None
+        found = working_folder_module(module)
+        return found.folder if found is not None else None
     path = Path(file).resolve()
     return str(path.parents[module.count(".") + (1 if path.name == "__init__.py" else 0)])
 

@@ -57,7 +57,8 @@ class FarpoolCelery(Celery):
         The folders go last on sys.path, so a user's own tasks.py or config.py there never
         takes the place of farpool's packages.
         """
-        sys.path.extend(folder for folder in self.settings.import_path if folder not in sys.path)
+        folders = dict.fromkeys([*self.settings.import_path, *self.settings.local_import_path])
+        sys.path.extend(folder for folder in folders if folder not in sys.path)
         missing = next((name for name in self.settings.include if not _findable(name)), None)
         if missing is not None:
             self._cannot_import(missing)

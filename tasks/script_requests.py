@@ -3,14 +3,16 @@
 A pool that starts its own worker lists its script in that worker's FARPOOL_ALLOW. A worker
 already running here (`farpool up`, or another pool's) cannot be given settings any more, so
 a pool that finds one writes a request instead: `<data dir>/scripts/<key>.json`, naming its
-script's modules and the folder they are in, removed when the pool stops
-(producer/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS,
-set by producer/cluster.py) on a loopback broker reads those requests when a reference names
-a module outside its allowlist, and adds the module for that call, its folder last on the path.
+script's modules and the folder they are in, removed when the pool stops, or kept until its
+results expire when it detaches from work still to run (`farpool submit`; see
+producer/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS, set
+by producer/cluster.py) on a loopback broker reads those requests when a reference names a
+module outside its allowlist, and adds the module for that call, its folder last on the path.
 
 Only a module name and a folder travel, never code, and only through this user's own files:
 a request is taken when the requests folder and the file are this user's and writable by
-nobody else, the script's folder is this user's, and the process that wrote it still runs.
+nobody else, the script's folder is this user's, and the process that wrote it still runs
+(or, for detached work, its results have not expired).
 A worker on another host, or one started by hand, reads nothing and is never widened.
 """
 
@@ -21,6 +23,7 @@ import json
 import os
 import stat
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,22 +40,30 @@ STARTED_SLACK = 0.5  # seconds: psutil's start times are rounded to the clock ti
 @dataclass(frozen=True)
 class ScriptRequest:
     """A producer's script: the modules to allow, the folder they are imported from, and the
-    process asking (its pid and start time: a request outlives no process, nor a reused pid)."""
+    process asking (its pid and start time: a request outlives no process, nor a reused pid),
+    or, for a pool that detached from work still to run (`farpool submit`), until when
+    (`until`, seconds since the epoch: when that work's results expire; 0 for none)."""
 
     modules: tuple[str, ...]
     folder: str
     pid: int
     started: float
+    until: float = 0.0
 
     def to_json(self) -> str:
-        fields = {"modules": list(self.modules), "folder": self.folder}
+        fields = {"modules": list(self.modules), "folder": self.folder, "until": self.until}
         return json.dumps({**fields, "pid": self.pid, "started": self.started})
 
     @classmethod
     def from_json(cls, text: str) -> ScriptRequest:
         raw = json.loads(text)
         modules = tuple(str(module) for module in raw["modules"])
-        return cls(modules, str(raw["folder"]), int(raw["pid"]), float(raw["started"]))
+        until = float(raw.get("until", 0.0))
+        return cls(modules, str(raw["folder"]), int(raw["pid"]), float(raw["started"]), until)
+
+    def live(self) -> bool:
+        """Its process still runs, or its detached work may still run."""
+        return time.time() < self.until or _running(self.pid, self.started)
 
 
 def requests_folder(data_dir: str) -> Path:
@@ -92,7 +103,7 @@ def live_requests(data_dir: str) -> list[ScriptRequest]:
             if not this_users_alone(path):
                 continue
             request = ScriptRequest.from_json(path.read_text())
-            if _running(request.pid, request.started) and _folder_ok(request.folder):
+            if request.live() and _folder_ok(request.folder):
                 found.append((path.stat().st_mtime, request))
     return [request for _, request in sorted(found, key=lambda pair: pair[0], reverse=True)]
 

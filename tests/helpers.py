@@ -21,12 +21,17 @@ T = TypeVar("T")
 
 
 def run_cli(
-    *args: str, env: Mapping[str, str] | None = None, timeout: float = 90, input: str | None = None
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 90,
+    input: str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`farpool ARGS` as a user runs it; output captured as text."""
+    """`farpool ARGS` as a user runs it (in folder `cwd`); output captured as text."""
     return subprocess.run(
         [*FARPOOL, *args],
         env=dict(env if env is not None else os.environ),
+        cwd=cwd,
         input=input,
         capture_output=True,
         text=True,
