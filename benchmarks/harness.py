@@ -23,8 +23,8 @@ from celery import group
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
-from producer.chunking import default_chunksize
-from producer.cluster import LocalCluster
+from producer.local.cluster import LocalCluster
+from producer.sending.chunking import default_chunksize
 from tasks import create_app
 from tasks.app import FarpoolCelery
 

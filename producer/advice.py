@@ -19,7 +19,7 @@ from typing import Any
 from celery import Task
 
 from producer.pool import Pool
-from producer.registry import task_name
+from producer.sending.callables import task_name
 from tasks.contract import dumps, is_reference
 from tasks.payload import externalize
 

@@ -12,10 +12,10 @@ from typing import Any, Generic, TypeVar
 
 from celery import states
 
-from producer.chunking import check_json, star_items
 from producer.errors import TimeoutError
-from producer.ledger import Ledger
+from producer.inflight.ledger import Ledger
 from producer.results import remote_error
+from producer.sending.chunking import check_json, star_items
 
 Submit = Callable[[list[Any], int], str]
 R = TypeVar("R")

@@ -1,7 +1,7 @@
 """Pool: multiprocessing.Pool's API, typed, with the work running on Celery workers.
 
 `func` is a plain function defined at the top level of a module or of the script, a Celery
-task, or a task's name (producer/registry.py); mypy infers what each call returns from a typed
+task, or a task's name (producer/sending/callables.py); mypy infers what each call returns from a typed
 function or task, and `Any` from a name.
 """
 
@@ -12,10 +12,10 @@ from typing import Any, TypeVar, overload
 
 from celery.canvas import Signature
 
-from producer.engine import PoolEngine
-from producer.handles import PutHandle
 from producer.imap import IMapIterator
 from producer.results import AsyncResult, Callback, MapResult
+from producer.sending.engine import PoolEngine
+from producer.sending.handles import PutHandle
 
 T = TypeVar("T")
 R = TypeVar("R")

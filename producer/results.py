@@ -23,8 +23,8 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError, UnknownResult
-from producer.ledger import Ledger
-from producer.references import module_folder
+from producer.inflight.ledger import Ledger
+from producer.sending.references import module_folder
 from tasks.contract import UnsendableResult
 from tasks.errors import RefusedTask
 

@@ -18,7 +18,7 @@
 3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
    process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
    subscribes each member (`then`); farpool's producer collects with one listener of its own
-   (producer/ledger.py), so those would cost a round trip per message. A plain Celery
+   (producer/inflight/ledger.py), so those would cost a round trip per message. A plain Celery
    `AsyncResult.get()` still subscribes when it is called.
 """
 

@@ -4,8 +4,8 @@ A pool that starts its own worker lists its script in that worker's FARPOOL_ALLO
 already running here (`farpool up`, or another pool's) cannot be given settings any more, so
 a pool that finds one writes a request instead: `<data dir>/scripts/<key>.json`, naming its
 script's modules and the folder they are in, removed when the pool stops
-(producer/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS,
-set by producer/cluster.py) on a loopback broker reads those requests when a reference names
+(producer/local/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS,
+set by producer/local/cluster.py) on a loopback broker reads those requests when a reference names
 a module outside its allowlist, and adds the module for that call, its folder last on the path.
 
 Only a module name and a folder travel, never code, and only through this user's own files:

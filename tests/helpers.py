@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import redis
 
-from producer.processes import stop_process_group
+from producer.local.children import stop_process_group
 
 # The console script pip installed beside this interpreter: the `farpool` a user runs.
 FARPOOL = [os.path.join(os.path.dirname(sys.executable), "farpool")]

@@ -15,8 +15,8 @@ import pytest
 from conftest import Cluster, close_app
 
 from config import load_settings
-from producer.cluster import LocalCluster
-from producer.embedded import EmbeddedServer
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import EmbeddedServer
 from tasks import create_app
 
 README = Path(__file__).parent.parent / "README.md"

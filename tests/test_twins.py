@@ -13,7 +13,7 @@ import redis
 from celery import states
 
 from config import load_settings
-from producer.embedded import EmbeddedServer
+from producer.local.embedded import EmbeddedServer
 from tasks import create_app
 from tasks.app import FarpoolCelery
 from tasks.backend import DISCARDED, REPLAY_GRACE, STORE_RETRY_SECONDS, TWIN_PREFIX

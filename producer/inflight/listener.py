@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from producer.watch import BrokerWatch
+from producer.inflight.liveness import BrokerWatch
 
 logger = logging.getLogger("farpool")
 RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)

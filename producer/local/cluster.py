@@ -15,14 +15,14 @@ from celery import Celery
 from kombu.exceptions import ChannelError
 
 from config import Settings, mask_url, settings_env
-from producer.embedded import EmbeddedServer, ensure_servers
 from producer.errors import NoWorkersError
+from producer.local.children import STOP_GRACE, ChildProcess
+from producer.local.embedded import EmbeddedServer, ensure_servers
+from producer.local.readiness import stop_quickly, wait_announced
+from producer.local.running import UP, remove_record, write_record
+from producer.local.script_access import request_script, withdraw_request
 from producer.packages import FARPOOL_ROOT
-from producer.processes import STOP_GRACE, ChildProcess
-from producer.readiness import stop_quickly, wait_announced
-from producer.references import MainScript
-from producer.running import UP, remove_record, write_record
-from producer.script_access import request_script, withdraw_request
+from producer.sending.references import MainScript
 from tasks.presence import live_workers
 
 INSPECT_TIMEOUT = 1.0
@@ -244,7 +244,7 @@ class LocalCluster:
         return child
 
     def _record(self) -> None:
-        """What this cluster runs, for `farpool down` (producer/running.py)."""
+        """What this cluster runs, for `farpool down` (producer/local/running.py)."""
         servers = [server.child for server in self.servers if server.child is not None]
         write_record(self.settings.data_dir, self.record_key, self.owner, [*servers, *self.children])
 
@@ -301,7 +301,7 @@ class LocalCluster:
 
     def stop(self, quick: bool = False) -> None:
         """Warm shutdown (running chunks finish), then anything still alive is killed; `quick`:
-        a pool done with its own worker kills it once it has withdrawn (producer/readiness.py)."""
+        a pool done with its own worker kills it once it has withdrawn (producer/local/readiness.py)."""
         recorded = bool(self.servers or self.children)
         for child in reversed(self.children):
             if quick and child is self.children[0]:

@@ -27,11 +27,11 @@ import redis
 from celery import Celery, states
 
 from config import mask_url
-from producer.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
 from producer.errors import BrokerUnavailable, LostTasks
-from producer.listener import ResultListener
-from producer.records import find_record
-from producer.watch import BrokerWatch
+from producer.inflight.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
+from producer.inflight.listener import ResultListener
+from producer.inflight.liveness import BrokerWatch
+from producer.inflight.records import find_record
 from tasks.backend import DISCARDED
 from tasks.blobs import data_keys
 from tasks.contract import RECORD_PREFIX
@@ -358,7 +358,7 @@ class Ledger:
         return str(self.client.info("server").get("run_id", ""))
 
     def _check_server(self) -> None:
-        """After a reconnect to another server, fail the tasks it no longer has (producer/lost.py)."""
+        """After a reconnect to another server, fail the tasks it no longer has (inflight/lost.py)."""
         server = self._server_id()
         if server == self._server or self._find_missing is None:
             return

@@ -9,7 +9,7 @@ from typing import Any
 from celery import Celery, Task
 from celery.utils.imports import import_from_cwd
 
-from producer.references import function_reference, script_task_reference
+from producer.sending.references import function_reference, script_task_reference
 from tasks.contract import is_internal, is_reference
 
 HOW_TO_REGISTER = (

@@ -19,7 +19,7 @@ from typing import Any, cast
 import redis
 from celery import Celery
 
-from producer.processes import ChildProcess
+from producer.local.children import ChildProcess
 from tasks.presence import live_workers, withdraw
 
 POLL_INTERVAL = 0.02

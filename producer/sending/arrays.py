@@ -11,9 +11,9 @@ from celery import Celery
 from celery.canvas import Signature
 
 from config import Settings
-from producer.handles import HandleStore, PutHandle
-from producer.outgoing import store_arrays
-from producer.shared_arrays import SharedArrays, worker_machines
+from producer.sending.handles import HandleStore, PutHandle
+from producer.sending.outgoing import store_arrays
+from producer.sending.shared_arrays import SharedArrays, worker_machines
 from tasks.arrays import ArrayRef
 from tasks.held import reply_header
 

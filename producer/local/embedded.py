@@ -13,7 +13,7 @@ import redis
 
 from config import Settings, mask_url
 from producer.errors import BrokerUnavailable, FarpoolError
-from producer.processes import ChildProcess
+from producer.local.children import ChildProcess
 
 
 def valkey_binary() -> Path:

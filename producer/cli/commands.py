@@ -16,7 +16,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from config import SettingsError, mask_url
-from producer.cli_support import (
+from producer.cli.options import (
     GLOBAL_OPTIONS,
     echo_json,
     flag,
@@ -167,9 +167,9 @@ def result(result_id: str, timeout: float | None) -> None:
 
     Needs only the result backend: no worker is looked for, none is started.
     """
-    from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
-    from producer.ledger import Ledger
+    from producer.inflight.ledger import Ledger
+    from producer.local.embedded import reachable
     from producer.results import attach_result
     from tasks import app
 
@@ -188,10 +188,10 @@ def result(result_id: str, timeout: float | None) -> None:
 def cluster(as_json: bool) -> None:
     """The online workers of FARPOOL_QUEUE: host, pool, processes, cores (physical/logical), CPU
     model, caches, load, memory, what runs; and the queue depth."""
-    from producer.cluster import announced_workers, queue_depth
-    from producer.display import cluster_json, cluster_lines
-    from producer.embedded import reachable
+    from producer.cli.display import cluster_json, cluster_lines
     from producer.errors import BrokerUnavailable
+    from producer.local.cluster import announced_workers, queue_depth
+    from producer.local.embedded import reachable
     from tasks import app
 
     if not reachable(app.settings.broker_url):
@@ -243,7 +243,7 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
     """
     from producer.advice import measure, report
     from producer.pool import Pool
-    from producer.registry import local_function, task_name
+    from producer.sending.callables import local_function, task_name
     from tasks import app
 
     values = parse_json(sample, "--sample")
@@ -260,9 +260,9 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
 def tasks_command(as_json: bool) -> None:
     """What each online worker can run: its registered tasks, and the modules whose plain
     functions it calls (its allowlist: FARPOOL_INCLUDE and farpool's examples)."""
-    from producer.cluster import announced_workers
-    from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
+    from producer.local.cluster import announced_workers
+    from producer.local.embedded import reachable
     from tasks import app
 
     if not reachable(app.settings.broker_url):
@@ -283,8 +283,8 @@ def tasks_command(as_json: bool) -> None:
 @click.option("--flower", is_flag=True, help="Also run Flower (FARPOOL_FLOWER_* settings).")
 def up(flower: bool) -> None:
     """Run a local cluster in the foreground: broker (if none answers), worker [, Flower]."""
-    from producer.cluster import LocalCluster
-    from producer.running import UP
+    from producer.local.cluster import LocalCluster
+    from producer.local.running import UP
     from tasks import app
 
     stop = threading.Event()
@@ -325,8 +325,8 @@ def _with_global_options(group: click.Group) -> None:
 @cli.command()
 def down() -> None:
     """Stop what `farpool up`, or a pool's local cluster, runs under FARPOOL_DATA_DIR."""
-    from producer.processes import STOP_GRACE
-    from producer.running import stop_recorded
+    from producer.local.children import STOP_GRACE
+    from producer.local.running import stop_recorded
     from tasks import app
 
     said = stop_recorded(app.settings.data_dir, STOP_GRACE)
@@ -349,6 +349,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 _with_global_options(cli)
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,7 @@ from celery import Celery
 from celery.canvas import Signature
 from celery.utils import uuid
 
-from producer.chunking import split
+from producer.sending.chunking import split
 from tasks.contract import CALL, chunk_arguments, executor, is_reference, short_name
 
 HARD_LIMIT_GRACE = 2.0  # seconds past the soft limit before the worker kills the process

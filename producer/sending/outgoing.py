@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from producer.shared_arrays import SharedArrays
+from producer.sending.shared_arrays import SharedArrays
 from tasks import encoding
 from tasks.arrays import ArrayRef, numpy_module
 from tasks.blobs import ARGUMENT_FIELDS, claim, store

@@ -8,10 +8,10 @@ from typing import Any
 from celery import Celery
 from celery.utils import uuid
 
-from producer.canvas import chunk_label, chunk_signature, short_id
-from producer.outgoing import Outgoing
-from producer.pool_arrays import PoolArrays
-from producer.publishing import sending
+from producer.sending.arrays import PoolArrays
+from producer.sending.canvas import chunk_label, chunk_signature, short_id
+from producer.sending.outgoing import Outgoing
+from producer.sending.publishing import sending
 
 
 class ImapChunks:

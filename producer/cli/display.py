@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from producer.cluster import WorkerInfo
+from producer.local.cluster import WorkerInfo
 
 HEADER = [
     "worker",

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 
 from config import Settings
-from producer.embedded import server_address
-from producer.references import MainScript
+from producer.local.embedded import server_address
+from producer.sending.references import MainScript
 from tasks.script_requests import ScriptRequest, requests_folder
 
 

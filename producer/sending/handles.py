@@ -11,7 +11,7 @@ import threading
 import uuid
 from typing import Any
 
-from producer.shared_arrays import SharedArrays
+from producer.sending.shared_arrays import SharedArrays
 from tasks import encoding
 from tasks.blobs import ARGUMENT_FIELDS, HANDLE_VALUE, Handle, claim, store
 from tasks.payload import externalize

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from config import Settings, mask_url
-from producer.cluster import LocalCluster, WorkerInfo
-from producer.embedded import server_address
 from producer.errors import NoWorkersError
+from producer.local.cluster import LocalCluster, WorkerInfo
+from producer.local.embedded import server_address
 
 logger = logging.getLogger("farpool")
 HOW_TO_START_A_WORKER = "start one with `celery -A tasks worker` (or `farpool up`)"
@@ -36,7 +36,7 @@ def start_local_worker(local: LocalCluster, settings: Settings, allowed: bool) -
 def serve_this_pool(
     local: LocalCluster, settings: Settings, workers: list[WorkerInfo], allowed: bool
 ) -> None:
-    """With workers online, ask the local ones to call this script (producer/script_access.py);
+    """With workers online, ask the local ones to call this script (producer/local/script_access.py);
     with none, start a local worker for this pool (which lists the script itself) if allowed."""
     if workers:
         local.request_script_access()

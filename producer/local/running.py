@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from producer.processes import ChildProcess
+from producer.local.children import ChildProcess
 
 UP = "farpool up"
 

@@ -17,22 +17,22 @@ from celery.utils import uuid
 from kombu.exceptions import OperationalError
 
 import tasks
-from producer.canvas import apply_message, check_timeout, map_signatures, time_limits
-from producer.chunking import check_chunksize, check_json, default_chunksize, star_items
-from producer.cluster import LocalCluster, WorkerInfo, announced_workers
-from producer.handles import PutHandle
 from producer.imap import IMapIterator
-from producer.imap_sending import ImapChunks
-from producer.ledger import Ledger
-from producer.local_start import serve_this_pool
-from producer.lost import missing_tasks
-from producer.outgoing import Outgoing, array_bytes, call_arguments
-from producer.pool_arrays import PoolArrays
-from producer.publishing import sending
-from producer.references import main_script
-from producer.registry import task_name
+from producer.inflight.ledger import Ledger
+from producer.inflight.lost import missing_tasks
+from producer.inflight.withdraw import withdraw_queued
+from producer.local.cluster import LocalCluster, WorkerInfo, announced_workers
+from producer.local.start import serve_this_pool
 from producer.results import AsyncResult, Callback, Callbacks, MapResult, Sent, attach_result
-from producer.withdraw import withdraw_queued
+from producer.sending.arrays import PoolArrays
+from producer.sending.callables import task_name
+from producer.sending.canvas import apply_message, check_timeout, map_signatures, time_limits
+from producer.sending.chunking import check_chunksize, check_json, default_chunksize, star_items
+from producer.sending.handles import PutHandle
+from producer.sending.imap_chunks import ImapChunks
+from producer.sending.outgoing import Outgoing, array_bytes, call_arguments
+from producer.sending.publishing import sending
+from producer.sending.references import main_script
 from tasks.contract import GATHER
 from tasks.references import is_importing_user_code
 
