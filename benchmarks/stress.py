@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -106,12 +105,6 @@ class Tally:
 class Chaos:
     faults: collections.Counter[str] = field(default_factory=collections.Counter)
     restarts: int = 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- the cluster ------------------------------------------------------------------------------------
@@ -262,7 +255,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> int:
     from config import load_settings
     from producer import Pool
-    from producer.local.embedded import EmbeddedServer, ServerAddress
+    from producer.local.embedded import EmbeddedServer, ServerAddress, free_port
     from tasks import create_app
 
     options = parse(argv)

@@ -27,6 +27,7 @@ from producer.inflight.ledger import Ledger
 from producer.sending.references import module_folder
 from tasks.contract import UnsendableResult
 from tasks.errors import RefusedTask
+from tasks.wire import CallRecord
 
 Callback = Callable[[Any], object]
 V = TypeVar("V")  # what get() returns
@@ -50,8 +51,8 @@ class Sent:
     gathered: bool = False
     recorded: bool = False
 
-    def description(self) -> dict[str, Any]:
-        return {"task": self.task_name, "chunks": list(self.chunk_ids) if self.gathered else None}
+    def description(self) -> CallRecord:
+        return CallRecord(task=self.task_name, chunks=list(self.chunk_ids) if self.gathered else None)
 
 
 @dataclass(frozen=True)

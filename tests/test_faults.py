@@ -31,7 +31,7 @@ from config import settings_env
 from producer import NoWorkersError, Pool
 from producer.local.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
-from tasks.presence import PREFIX as PRESENCE_PREFIX
+from tasks.wire import PRESENCE_PREFIX
 
 COUNTED = "usertasks_faults.counted"
 MAP_TIMEOUT = 60.0

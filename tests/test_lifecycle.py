@@ -25,8 +25,8 @@ from usertasks_faults import run_counts
 
 from producer import Pool
 from producer.local.cluster import descendant_pids
-from tasks.backend import DISCARDED
 from tasks.examples import fail_on, square
+from tasks.wire import DISCARDED
 
 ORPHAN_DEADLINE = 5.0
 USER_TASKS = "usertasks,usertasks_faults"

@@ -15,7 +15,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from config import SettingsError, mask_url
+from config import DEMO_SCRIPT, SettingsError, mask_url
 from producer.cli.options import (
     GLOBAL_OPTIONS,
     echo_json,
@@ -26,7 +26,6 @@ from producer.cli.options import (
     setup_logging,
 )
 from producer.errors import FarpoolError
-from tasks.contract import DEMO_SCRIPT
 
 USAGE_ERROR, TASK_ERROR = 2, 1
 logger = logging.getLogger("farpool")
@@ -80,11 +79,20 @@ def cli() -> None:
     """farpool: multiprocessing.Pool's API on a Celery cluster."""
 
 
+def answering(url: str, what: str) -> None:
+    """BrokerUnavailable unless a server answers at `url` (`what`: the broker, the result backend)."""
+    from producer.errors import BrokerUnavailable
+    from producer.local.embedded import reachable
+
+    if not reachable(url):
+        raise BrokerUnavailable(f"no {what} answers at {mask_url(url)}")
+
+
 @cli.command()
 def demo() -> None:
     """The seed's script, unchanged but for its import: square over 1..14 on Pool(5), chunksize 3."""
     # Run as the script it is, under its module name in farpool's package, which every worker
-    # allows (tasks.contract.DEMO_SCRIPT): the workers of any cluster can call its square.
+    # allows (config.DEMO_SCRIPT): the workers of any cluster can call its square.
     runpy.run_module(DEMO_SCRIPT, run_name="__main__", alter_sys=True)
 
 
@@ -167,15 +175,11 @@ def result(result_id: str, timeout: float | None) -> None:
 
     Needs only the result backend: no worker is looked for, none is started.
     """
-    from producer.errors import BrokerUnavailable
     from producer.inflight.ledger import Ledger
-    from producer.local.embedded import reachable
     from producer.results import attach_result
     from tasks import app
 
-    url = app.settings.backend_url
-    if not reachable(url):
-        raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
+    answering(app.settings.backend_url, "result backend")
     ledger = Ledger(app, give_up_after=app.settings.broker_timeout)
     try:
         echo_json(attach_result(ledger, result_id).get(timeout))
@@ -189,13 +193,10 @@ def cluster(as_json: bool) -> None:
     """The online workers of FARPOOL_QUEUE: host, pool, processes, cores (physical/logical), CPU
     model, caches, load, memory, what runs; and the queue depth."""
     from producer.cli.display import cluster_json, cluster_lines
-    from producer.errors import BrokerUnavailable
     from producer.local.cluster import announced_workers, queue_depth
-    from producer.local.embedded import reachable
     from tasks import app
 
-    if not reachable(app.settings.broker_url):
-        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
+    answering(app.settings.broker_url, "broker")
     workers = announced_workers(app, app.settings.queue)
     depth = queue_depth(app, app.settings.queue)
     if as_json:
@@ -260,13 +261,10 @@ def advise(task: str, sample: Sequence[str], items: int, budget: float) -> None:
 def tasks_command(as_json: bool) -> None:
     """What each online worker can run: its registered tasks, and the modules whose plain
     functions it calls (its allowlist: FARPOOL_INCLUDE and farpool's examples)."""
-    from producer.errors import BrokerUnavailable
     from producer.local.cluster import announced_workers
-    from producer.local.embedded import reachable
     from tasks import app
 
-    if not reachable(app.settings.broker_url):
-        raise BrokerUnavailable(f"no broker answers at {mask_url(app.settings.broker_url)}")
+    answering(app.settings.broker_url, "broker")
     workers = announced_workers(app, app.settings.queue)
     if as_json:
         echo_json({w.name: {"tasks": list(w.tasks), "allowlist": list(w.allowlist)} for w in workers})

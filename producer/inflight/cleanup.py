@@ -13,9 +13,8 @@ from typing import Any
 from celery import Celery
 
 from tasks.blobs import data_keys
-from tasks.contract import RECORD_PREFIX
+from tasks.wire import KEY_BATCH, REVOKE_COMMAND, record_key
 
-KEY_BATCH = 10_000  # keys per DEL or MGET
 Withdraw = Callable[[Sequence[str]], list[str]]  # takes queued tasks back; returns those it took
 
 
@@ -37,7 +36,7 @@ def drop_abandoned(
     those still running, which were revoked (`terminate`: their processes killed)."""
     backend: Any = app.backend
     records = list(records)
-    stored: list[str | bytes] = [RECORD_PREFIX + record_id for record_id in records]
+    stored: list[str | bytes] = [record_key(record_id) for record_id in records]
     stored += [backend.get_key_for_task(task_id) for task_id in arrived]
     stored += data_keys(task_ids)  # their arrays: a task still running has read its own already
     delete_keys(backend.client, stored)
@@ -50,5 +49,5 @@ def drop_abandoned(
         backend.withdrawn(sorted(withdrawn))
         in_flight = [task_id for task_id in in_flight if task_id not in withdrawn]
     if in_flight:
-        app.control.broadcast("farpool_revoke", arguments={"task_id": in_flight, "terminate": terminate})
+        app.control.broadcast(REVOKE_COMMAND, arguments={"task_id": in_flight, "terminate": terminate})
     return in_flight

@@ -15,7 +15,6 @@ multiprocessing, join() waits for a failed map's chunks that were still running.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -28,15 +27,14 @@ from celery import Celery, states
 
 from config import mask_url
 from producer.errors import BrokerUnavailable, LostTasks
-from producer.inflight.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
+from producer.inflight.cleanup import Withdraw, delete_keys, drop_abandoned
 from producer.inflight.listener import ResultListener
 from producer.inflight.liveness import BrokerWatch
 from producer.inflight.records import find_record
-from tasks.backend import DISCARDED
 from tasks.blobs import data_keys
-from tasks.contract import RECORD_PREFIX
 from tasks.encoding import take_references
 from tasks.payload import resolve
+from tasks.wire import DISCARDED, KEY_BATCH, CallRecord, dump_record, record_key
 
 OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]
@@ -105,7 +103,7 @@ class Ledger:
         on_ready: OnReady,
         *,
         owned: bool = True,
-        record: tuple[str, dict[str, Any]] | None = None,
+        record: tuple[str, CallRecord] | None = None,
         unsent: bool = False,
     ) -> None:
         """Call on_ready(task_id, meta) once for each task as soon as it is ready.
@@ -166,7 +164,7 @@ class Ledger:
         with self._lock:
             self._arrived.difference_update(task_ids)
             if record_id is not None:
-                keys.append(RECORD_PREFIX + record_id)
+                keys.append(record_key(record_id))
                 self._records.discard(record_id)
         delete_keys(self.client, keys)
         if self._release is not None:
@@ -262,19 +260,19 @@ class Ledger:
 
     # -- records of calls, for result(id) from any process ---------------------------------------
 
-    def recorded(self, call_id: str) -> dict[str, Any] | None:
+    def recorded(self, call_id: str) -> CallRecord | dict[str, Any] | None:
         """The record of call `call_id`; {} when only its result is stored; None when unknown."""
         return find_record(self.backend, call_id)
 
     # -- arrivals ------------------------------------------------------------------------------
 
-    def _read_stored(self, keys: list[bytes], record: tuple[str, dict[str, Any]] | None = None) -> None:
+    def _read_stored(self, keys: list[bytes], record: tuple[str, CallRecord] | None = None) -> None:
         for start in range(0, max(len(keys), 1 if record else 0), KEY_BATCH):
             batch = keys[start : start + KEY_BATCH]
             with self.client.pipeline(transaction=False) as pipe:
                 if record is not None:
                     call_id, description = record
-                    pipe.set(RECORD_PREFIX + call_id, json.dumps(description), ex=self.remember)
+                    pipe.set(record_key(call_id), dump_record(description), ex=self.remember)
                     record = None
                 if batch:
                     pipe.mget(batch)

@@ -19,9 +19,10 @@ from typing import Any
 import redis
 
 from producer.inflight.liveness import BrokerWatch
+from tasks.transport import RECONNECT_BACKOFF
+from tasks.wire import LISTENER_CHANNEL_PREFIX
 
 logger = logging.getLogger("farpool")
-RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 Deliver = Callable[[bytes, bytes], None]
 
 
@@ -49,7 +50,7 @@ class ResultListener:
         self._lost, self._awaiting = lost, awaiting
         self._closed = False
         self._resync = False
-        self._wake_channel = f"farpool-ledger-{uuid.uuid4().hex}"
+        self._wake_channel = f"{LISTENER_CHANNEL_PREFIX}{uuid.uuid4().hex}"
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         self._pubsub.subscribe(self._wake_channel)
         self._pubsub.connection.register_connect_callback(self._on_reconnect)

@@ -16,30 +16,8 @@ from typing import Any
 
 from celery import Celery
 
-UNACKED = "unacked"  # kombu's Redis transport default (unacked_key)
-
-# KEYS: the queue, the unacked hash. ARGV: task ids. Returns the ids found in neither.
-_MISSING = """
-local wanted = {}
-for i = 1, #ARGV do wanted[ARGV[i]] = true end
-local function decoded(text)
-  local ok, value = pcall(cjson.decode, text)
-  if ok and type(value) == 'table' then return value end
-end
-local function seen(message)
-  if message and type(message.headers) == 'table' and message.headers.id then
-    wanted[message.headers.id] = nil
-  end
-end
-for _, text in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do seen(decoded(text)) end
-for _, text in ipairs(redis.call('HVALS', KEYS[2])) do
-  local entry = decoded(text)
-  if entry then seen(entry[1]) end
-end
-local missing = {}
-for id in pairs(wanted) do missing[#missing + 1] = id end
-return missing
-"""
+from tasks.scripts import script
+from tasks.wire import UNACKED
 
 
 def missing_tasks(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]:
@@ -54,5 +32,5 @@ def missing_tasks(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]
     with app.connection_for_read() as connection:
         channel: Any = connection.default_channel  # kombu's Redis channel
         client = channel.client
-        found = client.eval(_MISSING, 2, queue, UNACKED, *waiting)
+        found = script("missing")(client, [queue, UNACKED], waiting)
     return sorted(str(task_id, "utf-8") if isinstance(task_id, bytes) else str(task_id) for task_id in found)

@@ -3,16 +3,15 @@ any process finds the call until it is collected or expires."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from tasks.contract import RECORD_PREFIX
+from tasks.wire import CallRecord, load_record, record_key
 
 
-def find_record(backend: Any, call_id: str) -> dict[str, Any] | None:
+def find_record(backend: Any, call_id: str) -> CallRecord | dict[str, Any] | None:
     """The record of call `call_id` in this result backend; {} when only its result is stored;
     None when neither is (never sent, collected, or expired)."""
-    record, stored = backend.client.mget([RECORD_PREFIX + call_id, backend.get_key_for_task(call_id)])
+    record, stored = backend.client.mget([record_key(call_id), backend.get_key_for_task(call_id)])
     if record is not None:
-        return dict(json.loads(record))
+        return load_record(record)
     return {} if stored is not None else None

@@ -13,28 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-# KEYS: the queue. ARGV: task ids. Returns the ids whose messages were removed.
-_WITHDRAW = """
-local unwanted = {}
-for i = 1, #ARGV do unwanted[ARGV[i]] = true end
-local kept, removed = {}, {}
-for _, text in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  local ok, message = pcall(cjson.decode, text)
-  local id = ok and type(message) == 'table' and type(message.headers) == 'table' and message.headers.id
-  if id and unwanted[id] then
-    removed[#removed + 1] = id
-  else
-    kept[#kept + 1] = text
-  end
-end
-if #removed > 0 then
-  redis.call('DEL', KEYS[1])
-  for first = 1, #kept, 1000 do
-    redis.call('RPUSH', KEYS[1], unpack(kept, first, math.min(first + 999, #kept)))
-  end
-end
-return removed
-"""
+from tasks.scripts import script
 
 
 def withdraw_queued(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]:
@@ -43,5 +22,5 @@ def withdraw_queued(app: Celery, queue: str, task_ids: Sequence[str]) -> list[st
         return []
     with app.connection_for_write() as connection:
         channel: Any = connection.default_channel  # kombu's Redis channel
-        removed = channel.client.eval(_WITHDRAW, 1, queue, *task_ids)
+        removed = script("withdraw")(channel.client, [queue], task_ids)
     return [str(task_id, "utf-8") if isinstance(task_id, bytes) else str(task_id) for task_id in removed]

@@ -24,6 +24,7 @@ from producer.local.script_access import request_script, withdraw_request
 from producer.packages import FARPOOL_ROOT
 from producer.sending.references import MainScript
 from tasks.presence import live_workers
+from tasks.wire import INFO_COMMAND
 
 INSPECT_TIMEOUT = 1.0
 logger = logging.getLogger("farpool")
@@ -90,7 +91,7 @@ def ask_workers(app: Celery, command: str, timeout: float) -> list[dict[str, Any
 
 
 def _ask_workers(app: Celery, timeout: float) -> list[WorkerInfo]:
-    replies = ask_workers(app, "farpool_info", timeout)
+    replies = ask_workers(app, INFO_COMMAND, timeout)
     return sorted(
         (_worker_info(name, answer) for reply in replies for name, answer in reply.items()),
         key=lambda worker: worker.name,

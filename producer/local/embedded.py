@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,13 @@ def valkey_binary() -> Path:
 
 DEFAULT_PORT = 6379
 ANSWER_TIMEOUT = 2.0
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now: for a server of its own (the tests', the benchmarks')."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
