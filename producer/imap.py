@@ -109,11 +109,11 @@ class IMapIterator(Iterator[R], Generic[R]):
             sent = time.perf_counter()
             task_id = self._submit(items, self._next_start)
             self._in_flight[task_id] = (self._next_seq, len(items), sent)
-            self._ledger.expect([task_id], self._arrived)
+            self._ledger.expect([task_id], self)
             self._next_seq += 1
             self._next_start += len(items)
 
-    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _set(self, task_id: str, meta: dict[str, Any]) -> None:
         self._arrivals.put((task_id, meta, time.perf_counter()))
 
     def _take_arrival(self, deadline: float | None) -> None:

@@ -247,7 +247,7 @@ INTERNALS = (
         "control_command(name=...): the commands registered under tasks/wire.py's names",
         ("name",),
     ),
-    # -- the app and the canvas (tasks/app.py, tasks/references.py, producer/sending/engine.py) ------
+    # -- the app and the canvas (tasks/app.py, tasks/references.py, producer/sending/calls.py) ------
     Internal(
         "celery.app.base.Celery._load_config",
         "override",
@@ -272,7 +272,7 @@ INTERNALS = (
     Internal(
         "celery.app.amqp.AMQP.as_task_v2",
         "read",
-        "producer/sending/engine.py",
+        "producer/sending/calls.py",
         "a map_async's chord sent as its header group, the body in each chunk's `chord` option",
         ("task_id", "name", "args", "kwargs", "countdown", "eta", "group_id", "group_index", "expires"),
         holds="chord",

@@ -38,12 +38,13 @@ def test_a_result_published_before_the_subscription_is_found(app: FarpoolCelery)
     arrived = threading.Event()
     values: list[Any] = []
 
-    def on_ready(_: str, meta: dict[str, Any]) -> None:
-        values.append(meta["result"])
-        arrived.set()
+    class Receiver:
+        def _set(self, _: str, meta: dict[str, Any]) -> None:
+            values.append(meta["result"])
+            arrived.set()
 
     try:
-        ledger.expect([task_id], on_ready, unsent=True)
+        ledger.expect([task_id], Receiver(), unsent=True)
         assert arrived.wait(10), "the stored result was never delivered"
         assert values == [42]
     finally:

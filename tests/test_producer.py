@@ -230,7 +230,7 @@ def test_progress_bar_counts_items(pool: Pool, capsys: pytest.CaptureFixture[str
 
 def test_processes_sets_the_default_chunksize(cluster: Cluster) -> None:
     with cluster.pool(processes=3) as pool:
-        result = pool._map(square, range(100), None, False, False, None)
+        result = pool._calls.map(square, range(100), None, False, False, None)
         assert len(result._sent.chunk_ids) == 12  # ceil(100 / (4 × 3)) = 9 per chunk
         assert result.get(60) == [x * x for x in range(100)]
     with cluster.pool() as pool:

@@ -1,4 +1,4 @@
-"""The one record of a pool's work: what is in flight, what arrived, what must be deleted.
+"""A pool's results: its table of work in flight, fed by one pub/sub listener, and its clean-up.
 
 Results arrive through one pub/sub listener per pool. Celery's Redis backend stores a result
 with SET and PUBLISH on the same key: the ledger subscribes to the keys it expects, then reads
@@ -10,48 +10,46 @@ A result stays in Redis until someone collects it (`collect`), whichever process
 until it expires; work given up on (`abandon`) is revoked and its results are dropped, now and
 whenever a worker stores one later (tasks/backend.py). Until then it is *draining*: as with
 multiprocessing, join() waits for a failed map's chunks that were still running.
+
+The parts: table.py keeps the books (what is expected, by whom, what drains), listener.py turns
+the connection's messages into (result key, payload), cleanup.py deletes, abandons, withdraws
+and drains; this module joins them, decodes what arrives, and fails what can no longer arrive
+(a silent server, one that lost the tasks in a failover).
 """
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import redis
 from celery import Celery, states
 
-from config import mask_url
+from config import Settings, mask_url
 from producer.errors import BrokerUnavailable, LostTasks
-from producer.inflight.cleanup import Withdraw, delete_keys, drop_abandoned
+from producer.inflight.cleanup import Cleanup, Withdraw
 from producer.inflight.listener import ResultListener
 from producer.inflight.liveness import BrokerWatch
+from producer.inflight.lost import missing_tasks
 from producer.inflight.records import find_record
-from tasks.blobs import data_keys
+from producer.inflight.table import Expected, InFlight, Receiver
+from producer.inflight.withdraw import withdraw_queued
 from tasks.encoding import take_references
 from tasks.payload import resolve
-from tasks.wire import DISCARDED, KEY_BATCH, CallRecord, dump_record, record_key
+from tasks.wire import KEY_BATCH, CallRecord, dump_record, record_key
 
-OnReady = Callable[[str, dict[str, Any]], None]
 FindMissing = Callable[[Sequence[str]], list[str]]
 LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
 VERIFY_AFTER = 1.0
 
 
-@dataclass(frozen=True)
-class Expected:
-    task_id: str
-    on_ready: OnReady
-    owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
-
-
 class Ledger:
-    """Calls on_ready once per expected task, with its meta, as soon as the task is ready."""
+    """Hands each expected task's outcome to its receiver's `_set(task_id, meta)`, once, as soon as
+    the task is ready; deletes what was collected and drops what was abandoned."""
 
     def __init__(
         self,
@@ -62,201 +60,80 @@ class Ledger:
         release: Callable[[Sequence[str]], None] | None = None,
     ) -> None:
         self.app = app
-        self._release = release  # what else these tasks held (same-host arrays), once collected or abandoned
         self.backend: Any = cast(Any, app.backend)  # tasks/backend.py's, with discard()
         self.client: redis.Redis = self.backend.client
         expires = app.conf.result_expires or 86400
         self.remember = int(getattr(expires, "total_seconds", lambda: expires)())
         self.max_payload: int = app.settings.max_payload if hasattr(app, "settings") else 512 * 1024 * 1024
-        self._expected: dict[bytes, Expected] = {}
-        self._arriving: dict[bytes, Expected] = {}  # claimed by one thread, its callback running
-        self._owned = 0  # owned entries in _expected and _arriving: join() waits for 0
-        self._records: set[str] = set()  # calls recorded by this pool and not yet collected
-        self._arrived: set[str] = set()  # tasks this pool sent that arrived and nobody collected here
-        self._draining: set[bytes] = set()  # abandoned, still queued or running: join() waits for them
-        self._chords: dict[str, set[bytes]] = {}  # abandoned map_async chords: their parts draining
-        # subscribed as they were sent, not read back: looked for once, a second later, in case the
-        # subscription reached the server after the result (another connection, another path)
-        self._unverified: list[bytes] = []
-        self._verifying: list[bytes] = []
+        self._table = InFlight(self._subscribe, self._unsubscribe)
         self._verify_at = 0.0
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._closed = False
         self._watch = BrokerWatch(give_up_after)
+        self._cleanup = Cleanup(
+            app, self._table, self.remember, lambda: self._watch.given_up, withdraw, release
+        )
         self._find_missing = find_missing
-        self._withdraw = withdraw
         self._server = self._server_id()
         self._listener = ResultListener(
-            self.client, self._watch, self._deliver, self._verify, self._resync, self._lost, self._awaiting
+            self.client,
+            self._watch,
+            self._deliver,
+            self._verify,
+            self._resync,
+            self._lost,
+            self._table.awaiting,
         )
 
     def key(self, task_id: str) -> bytes:
         key: bytes = self.backend.get_key_for_task(task_id)
         return key
 
+    def _subscribe(self, *keys: bytes) -> None:
+        self._listener.subscribe(*keys)
+
+    def _unsubscribe(self, *keys: bytes) -> None:
+        self._listener.unsubscribe(*keys)
+
     # -- what is in flight ---------------------------------------------------------------------
 
     def expect(
         self,
         task_ids: Sequence[str],
-        on_ready: OnReady,
+        receiver: Receiver,
         *,
         owned: bool = True,
         record: tuple[str, CallRecord] | None = None,
         unsent: bool = False,
     ) -> None:
-        """Call on_ready(task_id, meta) once for each task as soon as it is ready.
+        """Call receiver._set(task_id, meta) once for each task as soon as it is ready.
 
         `record` (id, description) is stored alongside, in the same round trip, so that
         `recorded(id)` finds the call from any process until it is collected or expires.
         Tasks `unsent` yet cannot have stored anything: their results are not looked for.
         """
         keys = {self.key(task_id): task_id for task_id in task_ids}
-        with self._lock:
-            if record is not None and owned:
-                self._records.add(record[0])
-            for key, task_id in keys.items():
-                if key not in self._expected and owned:
-                    self._owned += 1
-                self._expected[key] = Expected(task_id, on_ready, owned)
-            if keys:
-                self._listener.subscribe(*keys)
-            if unsent:
-                self._unverified.extend(keys)
+        self._table.expect(keys, receiver, owned, record[0] if record is not None else None, unsent)
         if record is not None or not unsent:
             self._read_stored([] if unsent else list(keys), record)
 
     def uncollected(self) -> list[str]:
         """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
-        with self._lock:
-            owned = [expected.task_id for expected in self._expected.values() if expected.owned]
-            return [*owned, *self._arrived]
-
-    def _busy(self) -> bool:
-        return not self._closed and (self._owned > 0 or bool(self._draining))
+        return self._table.uncollected()
 
     def wait_idle(self) -> None:
-        """Block until every task this pool sent has arrived (callbacks run) or, if abandoned,
+        """Block until every task this pool sent has arrived (receivers run) or, if abandoned,
         has ended (ran, or was skipped as revoked)."""
-        with self._idle:
-            self._idle.wait_for(lambda: not self._busy())
+        self._table.wait_idle()
 
-    def _forget(self, keys: Iterable[bytes]) -> list[Expected]:
-        """Stop expecting these keys; the caller holds the lock and settles the owned count."""
-        gone = [self._expected.pop(key) for key in keys if key in self._expected]
-        if gone and not self._closed:
-            self._listener.unsubscribe(*(self.key(expected.task_id) for expected in gone))
-        return gone
-
-    def _settled(self, count: int) -> None:
-        """`count` owned tasks arrived (callbacks run) or were abandoned; the caller holds the lock."""
-        self._owned -= count
-        if not self._busy():
-            self._idle.notify_all()
-
-    # -- what must be deleted ------------------------------------------------------------------
+    # -- what must be deleted (cleanup.py) ------------------------------------------------------
 
     def collect(self, task_ids: Sequence[str], record_id: str | None = None) -> None:
         """These results were handed to their collector: delete them (and the call's record)."""
-        keys: list[str | bytes] = [self.key(task_id) for task_id in task_ids]
-        keys += data_keys(task_ids)
-        with self._lock:
-            self._arrived.difference_update(task_ids)
-            if record_id is not None:
-                keys.append(record_key(record_id))
-                self._records.discard(record_id)
-        delete_keys(self.client, keys)
-        if self._release is not None:
-            self._release(task_ids)
+        self._cleanup.collect(task_ids, record_id)
 
     def abandon(self, task_ids: Sequence[str], terminate: bool = False) -> None:
         """Give up on these tasks: delete what they stored; revoke those still in flight, and drop
         whatever they store later. Nothing once the ledger is closed: its pool gave up on all."""
-        if self._closed:
-            return
-        with self._lock:
-            gone = self._forget(self.key(task_id) for task_id in task_ids)
-            self._settled(sum(expected.owned for expected in gone))
-            records = [task_id for task_id in task_ids if task_id in self._records]
-            self._records.difference_update(records)
-            arrived = {task_id for task_id in task_ids if task_id in self._arrived}
-            self._arrived.difference_update(arrived)
-        if not task_ids:
-            return
-        if self._release is not None:
-            self._release(task_ids)
-        try:
-            if self._watch.given_up:
-                raise redis.ConnectionError("the broker does not answer")
-            self._drop_on_server(task_ids, records, arrived, terminate)
-        except redis.RedisError as error:
-            logger.warning(
-                "could not tell the broker to drop %d abandoned tasks (%s): their results expire after %d s",
-                len(task_ids),
-                error,
-                self.remember,
-            )
-
-    def _drop_on_server(
-        self, task_ids: Sequence[str], records: list[str], arrived: set[str], terminate: bool
-    ) -> None:
-        in_flight = drop_abandoned(
-            self.app, task_ids, records, arrived, self.remember, self._withdraw, terminate
-        )
-        if in_flight and terminate:
-            return  # what was terminated may still store: the marks drop it, for a day
-        # A map_async's chord sends its gather task (whose id is the map's, a record's) only once
-        # its last chunk returned, which an abandoned chord never does: it is not waited for, and
-        # its marks go once the chunks have ended (backend.forget_chord).
-        keys = [self.key(task_id) for task_id in in_flight if task_id not in records]
-        with self._lock:
-            self._chords.update((record_id, set(keys)) for record_id in records)
-        if keys:
-            self._drain(keys)
-        else:
-            self._chords_ended([])
-
-    def _drain(self, keys: list[bytes]) -> None:
-        """Wait for these abandoned tasks to end: a worker drops what they store and says so."""
-        with self._lock:
-            if self._closed:
-                return
-            self._draining.update(keys)
-            self._listener.subscribe(*keys)
-        self._check_drained(keys)
-
-    def _check_drained(self, keys: list[bytes]) -> None:
-        """A task has ended once its discard mark is gone (the worker's store removed it)."""
-        if not keys:
-            return
-        scores = self.client.zmscore(DISCARDED, keys)  # type: ignore[arg-type]
-        self._drained([key for key, score in zip(keys, scores, strict=True) if score is None])
-
-    def _drained(self, keys: list[bytes]) -> None:
-        with self._lock:
-            ended = self._draining.intersection(keys)
-            if not ended:
-                return
-            self._draining.difference_update(ended)
-            if not self._closed:
-                self._listener.unsubscribe(*ended)
-            if not self._busy():
-                self._idle.notify_all()
-        self._chords_ended(list(ended))
-
-    def _chords_ended(self, keys: list[bytes]) -> None:
-        """These abandoned tasks ended: an abandoned chord none of whose parts can still return
-        has its mark and keys deleted (they were kept to drop what a late part left)."""
-        with self._lock:
-            for parts in self._chords.values():
-                parts.difference_update(keys)
-            ended = [record_id for record_id, parts in self._chords.items() if not parts]
-            for record_id in ended:
-                del self._chords[record_id]
-        for record_id in ended:
-            with contextlib.suppress(redis.RedisError):  # else its marks expire with the set
-                self.backend.forget_chord(record_id)
+        self._cleanup.abandon(task_ids, terminate)
 
     # -- records of calls, for result(id) from any process ---------------------------------------
 
@@ -283,8 +160,8 @@ class Ledger:
                     self._deliver(key, payload)
 
     def _deliver(self, key: bytes, payload: bytes) -> None:
-        if key in self._draining:
-            self._drained([key])
+        if self._table.is_draining(key):
+            self._cleanup.drained([key])
             return
         if not payload:  # a dropped result's notice, for a task no longer watched
             return
@@ -296,33 +173,22 @@ class Ledger:
             meta = {"status": states.FAILURE, "result": error, "traceback": None}
         if meta["status"] not in states.READY_STATES:
             return
-        with self._lock:
-            claimed = self._forget([key])
-            if not claimed:  # not expected, or another thread delivers it
-                return
-            expected = self._arriving[key] = claimed[0]
-            if expected.owned:
-                self._arrived.add(expected.task_id)
+        expected = self._table.claim(key)
+        if expected is None:  # not expected, or another thread delivers it
+            return
         try:
-            expected.on_ready(expected.task_id, meta)
+            expected.receiver._set(expected.task_id, meta)
         except Exception:  # a user's callback raised: log it, keep listening for the others
             logger.exception("a result callback for task %s raised", expected.task_id)
         finally:
-            with self._lock:
-                del self._arriving[key]
-                self._settled(1 if expected.owned else 0)
-
-    def _awaiting(self) -> bool:
-        with self._lock:
-            return bool(self._expected or self._draining)
+            self._table.done(key, expected)
 
     def _resync(self) -> None:
         """The listener reconnected: read back what was published meanwhile, and check that the
         server is the same one."""
-        with self._lock:
-            keys, draining = list(self._expected), list(self._draining)
+        keys, draining = self._table.keys()
         self._read_stored(keys)
-        self._check_drained(draining)
+        self._cleanup.check_drained(draining)
         self._check_server()
 
     def _verify(self) -> None:
@@ -331,9 +197,7 @@ class Ledger:
         if now < self._verify_at:
             return
         self._verify_at = now + VERIFY_AFTER
-        with self._lock:
-            keys = [key for key in self._verifying if key in self._expected]
-            self._verifying, self._unverified = self._unverified, []
+        keys = self._table.take_unverified()
         if keys:
             self._read_stored(keys)
 
@@ -344,12 +208,10 @@ class Ledger:
 
     def _give_up(self, silent: float, error: Exception) -> None:
         """Fail every call waiting on a server that has not answered for too long."""
-        with self._lock:
-            gone = list(self._expected.values())
+        gone = self._table.waiting()
         server, limit = mask_url(str(self.backend.url)), self._watch.give_up_after
         self._fail(gone, BrokerUnavailable.silent_for(server, silent, limit, error, self.remember))
-        with self._lock:
-            self._draining.clear()
+        self._table.stop_draining()
 
     def _server_id(self) -> str:
         """The run id of the server the results come from: another one after a failover or a restart."""
@@ -361,34 +223,39 @@ class Ledger:
         if server == self._server or self._find_missing is None:
             return
         self._server = server
-        with self._lock:
-            waiting = [expected.task_id for expected in self._expected.values()]
+        waiting = [expected.task_id for expected in self._table.waiting()]
         missing = self._find_missing(waiting)
         if missing:
             time.sleep(LOST_RECHECK)
             missing = self._find_missing(missing)
         if not missing:
             return
-        lost = {self.key(task_id) for task_id in missing}
-        with self._lock:
-            gone = [expected for key, expected in self._expected.items() if key in lost]
+        gone = self._table.waiting({self.key(task_id) for task_id in missing})
         self._fail(gone, LostTasks.after_change(mask_url(str(self.backend.url)), len(missing)))
 
     def _fail(self, gone: list[Expected], error: BaseException) -> None:
         """Stop expecting these tasks and hand each caller waiting on them `error`."""
-        with self._lock:
-            ended = self._forget(self.key(expected.task_id) for expected in gone)
-            self._settled(sum(expected.owned for expected in ended))
+        ended = self._table.fail([self.key(expected.task_id) for expected in gone])
         meta = {"status": states.FAILURE, "result": error, "traceback": None}
-        callbacks = {expected.on_ready: expected.task_id for expected in ended}
-        for on_ready, task_id in callbacks.items():
+        receivers = {expected.receiver: expected.task_id for expected in ended}
+        for receiver, task_id in receivers.items():
             try:
-                on_ready(task_id, meta)
+                receiver._set(task_id, meta)
             except Exception:
                 logger.exception("a result callback for task %s raised", task_id)
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._idle.notify_all()
+        self._table.close()
         self._listener.close()
+
+
+def pool_ledger(app: Celery, settings: Settings, release: Callable[[Sequence[str]], None]) -> Ledger:
+    """A pool's ledger: it looks for lost tasks, and withdraws abandoned ones, on the pool's queue."""
+    queue = settings.queue
+    return Ledger(
+        app,
+        give_up_after=settings.broker_timeout,
+        find_missing=functools.partial(missing_tasks, app, queue),
+        withdraw=functools.partial(withdraw_queued, app, queue),
+        release=release,
+    )
