@@ -7,6 +7,8 @@ import pytest
 
 from producer.inflight.liveness import PROBE_INTERVAL, STALE_AFTER, BrokerWatch
 
+pytestmark = pytest.mark.unit  # pure logic: no server, no worker
+
 
 class Clock:
     def __init__(self) -> None:
