@@ -25,7 +25,7 @@ from tasks.hardware import describe_hardware
 from tasks.scripts import script
 from tasks.shared_memory import machine_id
 from tasks.steps import RepeatingStep
-from tasks.wire import PRESENCE_PREFIX
+from tasks.wire import PRESENCE_PREFIX, WorkerDescription
 
 logger = logging.getLogger(__name__)
 ANNOUNCE_INTERVAL = 2.0
@@ -36,7 +36,7 @@ def presence_keys(queue: str) -> list[str]:
     return [f"{PRESENCE_PREFIX}{queue}", f"{PRESENCE_PREFIX}{queue}:info"]
 
 
-def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
+def live_workers(client: Any, queue: str) -> list[WorkerDescription]:
     """The descriptions of the workers announced on `queue` and not expired."""
     found = script("live_workers")(client, presence_keys(queue))
     return [json.loads(text) for text in found if text]
@@ -55,14 +55,14 @@ def running_function(name: str, label: str) -> str:
     return name
 
 
-def describe(consumer: Any) -> dict[str, Any]:
+def describe(consumer: Any) -> WorkerDescription:
     """Pool type and size, consumed queues, tasks, what runs now, and the host's cores (physical,
     logical), CPU model, caches, load and memory (tasks/hardware.py): what a producer and
     `farpool cluster` need to know of this worker without asking it."""
     hardware = describe_hardware()
     pool_info = consumer.pool.info if consumer.pool is not None else {}
     task_consumer = consumer.task_consumer
-    return {
+    return {  # type: ignore[typeddict-item]  # the hardware fields come from describe_hardware
         "name": consumer.hostname,
         "host": socket.gethostname(),
         "machine": machine_id(),  # a producer with the same id shares arrays in memory with it

@@ -39,6 +39,33 @@ REVOKE_COMMAND = "farpool_revoke"  # revoke without storing REVOKED: arguments t
 WATCH_COMMAND = "farpool_watch"  # a monitor opened: task events on now
 
 
+class Memory(TypedDict):
+    total: int
+    available: int
+
+
+class WorkerDescription(TypedDict, total=False):
+    """A worker as it describes itself: its announcement (tasks/presence.py) and its reply to
+    INFO_COMMAND, which producers read (producer/local/cluster.py's WorkerInfo)."""
+
+    name: str  # the node name, name@host
+    host: str
+    machine: str  # a producer with the same id shares arrays with it in memory files
+    pool: str  # prefork, threads, solo...
+    processes: int
+    queues: list[str]
+    tasks: list[str]  # its registered tasks, Celery's and farpool's own left out
+    allowlist: list[str]  # the modules whose plain functions it calls by reference
+    running: list[str]  # the function each busy process runs
+    cores: int  # logical CPUs
+    load: list[float]  # 1, 5 and 15 minutes
+    physical_cores: int
+    logical_cpus: int
+    cpu_model: str
+    caches: dict[str, int]  # bytes by name: L1d, L1i, L2, L3
+    memory: Memory
+
+
 def record_key(call_id: str) -> str:
     return RECORD_PREFIX + call_id
 

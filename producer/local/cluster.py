@@ -24,7 +24,7 @@ from producer.local.script_access import request_script, withdraw_request
 from producer.packages import FARPOOL_ROOT
 from producer.sending.references import MainScript
 from tasks.presence import live_workers
-from tasks.wire import INFO_COMMAND
+from tasks.wire import INFO_COMMAND, WorkerDescription
 
 INSPECT_TIMEOUT = 1.0
 logger = logging.getLogger("farpool")
@@ -57,8 +57,8 @@ class WorkerInfo:
         return 0 < self.physical_cores < self.processes
 
 
-def _worker_info(name: str, reply: dict[str, Any]) -> WorkerInfo:
-    memory = reply.get("memory", {})
+def _worker_info(name: str, reply: WorkerDescription) -> WorkerInfo:
+    memory = cast(dict[str, Any], reply.get("memory", {}))
     return WorkerInfo(
         name=name,
         host=str(reply.get("host", name.split("@", 1)[-1])),
