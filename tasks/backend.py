@@ -39,8 +39,8 @@ from kombu.utils.encoding import bytes_to_str
 from config import mask_url
 from tasks.blobs import data_key
 from tasks.contract import GATHER
+from tasks.lua import script
 from tasks.payload import pending_results
-from tasks.scripts import script
 from tasks.transport import no_retries
 from tasks.wire import DISCARDED, KEY_BATCH, TWIN_PREFIX
 
@@ -54,7 +54,7 @@ REPLAY_GRACE = 60
 CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
 # How a success's meta starts as farpool-json writes it: status is its first key (_get_result_meta).
 SUCCEEDED = '{"status": "SUCCESS"'
-# Its scripts are tasks/lua/*.lua (tasks/scripts.py): store, expect_twin, discard,
+# Its scripts are tasks/lua/*.lua (tasks/lua/__init__.py): store, expect_twin, discard,
 # drop_finished_chord, abandon_chord and forget_chord.
 
 
@@ -78,7 +78,7 @@ class _FarpoolResults:
         self.connparams["retry"] = no_retries()  # type: ignore[attr-defined]  # Celery retries a store
 
     def _run(self, name: str, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
-        """tasks/lua/<name>.lua on this backend's client (tasks/scripts.py)."""
+        """tasks/lua/<name>.lua on this backend's client (tasks/lua/__init__.py)."""
         return script(name)(self.client, keys, args)  # type: ignore[attr-defined]
 
     def _set(self, key: Any, value: Any, expires: int | None = None) -> None:

@@ -22,7 +22,7 @@ from celery.worker.consumer.tasks import Tasks
 
 from tasks.contract import is_internal
 from tasks.hardware import describe_hardware
-from tasks.scripts import script
+from tasks.lua import script
 from tasks.shared_memory import machine_id
 from tasks.steps import RepeatingStep
 from tasks.wire import PRESENCE_PREFIX, WorkerDescription

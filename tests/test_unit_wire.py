@@ -15,7 +15,7 @@ import tasks.control  # noqa: F401 - registers the remote-control commands
 from producer.sending.chunking import ChunkSizer, default_chunksize, split, star_items
 from tasks import wire
 from tasks.contract import chunk_arguments, executor
-from tasks.scripts import INCLUDE, script
+from tasks.lua import INCLUDE, script
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ def test_the_message_decoding_is_written_once() -> None:
 
 def test_the_scripts_are_package_data() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    assert "lua/*.lua" in pyproject["tool"]["setuptools"]["package-data"]["tasks"]
+    assert "*.lua" in pyproject["tool"]["setuptools"]["package-data"]["tasks.lua"]
 
 
 def test_no_lua_is_left_in_python_strings() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.scripts import script
+from tasks.lua import script
 from tasks.wire import UNACKED
 
 

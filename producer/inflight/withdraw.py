@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.scripts import script
+from tasks.lua import script
 
 
 def withdraw_queued(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]:

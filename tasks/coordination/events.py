@@ -11,7 +11,7 @@ from typing import Any
 import redis
 
 from tasks.coordination.base import Deadline, Shared, reconnecting
-from tasks.scripts import script
+from tasks.lua import script
 
 
 class Event(Shared):

@@ -15,7 +15,7 @@ from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock as RedisLock
 
 from tasks.coordination.base import DEFAULT_LEASE, Deadline, Shared, checked_lease
-from tasks.scripts import script
+from tasks.lua import script
 
 
 class _WakingLock(RedisLock):

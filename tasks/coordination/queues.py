@@ -15,7 +15,7 @@ import queue
 from typing import Any
 
 from tasks.coordination.base import DEFAULT_LEASE, Deadline, Shared, checked_lease
-from tasks.scripts import script
+from tasks.lua import script
 
 
 class Queue(Shared):

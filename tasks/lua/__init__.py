@@ -1,4 +1,4 @@
-"""farpool's Lua scripts: each a file in tasks/lua/, read once, then run by its SHA.
+"""farpool's Lua scripts: each a file of this package (tasks/lua/*.lua), read once, run by its SHA.
 
 A script names what it shares with others with `--! include <file>` lines (a `lib_*.lua` file of
 local functions, included once, in place): the message decoding, the wake lists, the server's
@@ -23,7 +23,7 @@ INCLUDE = re.compile(r"^--! include (\w+)\n", re.MULTILINE)
 
 
 def _source(name: str) -> str:
-    return resources.files("tasks").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return resources.files(__name__).joinpath(f"{name}.lua").read_text(encoding="utf-8")
 
 
 def _assembled(name: str, included: set[str]) -> str:
