@@ -263,6 +263,27 @@ INTERNALS = (
         holds="self._config_source",
     ),
     Internal(
+        "celery.app.task.Context.__init__",
+        "read",
+        "tasks/payload.py",
+        "a message's own headers (tasks/wire.py's SHARED_MEMORY_HEADER) read as task.request attributes",
+        holds="self.update(",
+    ),
+    Internal(
+        "celery.worker.request.Request.argsrepr",
+        "read",
+        "tasks/presence.py",
+        "farpool's label of a running chunk, for what the announcement says each process runs",
+    ),
+    Internal(
+        "celery.bin.base.CLIContext.__init__",
+        "call",
+        "tasks/local_worker.py",
+        "Celery's `worker` command run under a lighter root group holding farpool's app",
+        ("app", "no_color", "workdir"),
+    ),
+    Internal("celery.bin.worker.worker", "call", "tasks/local_worker.py", "Celery's own `worker` command"),
+    Internal(
         "celery.local.Proxy._get_current_object",
         "call",
         "tasks/references.py",
