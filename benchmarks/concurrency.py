@@ -18,12 +18,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import free_port
 from config import load_settings
 from config.settings import core_count
 from producer import Pool
-from producer.cluster import LocalCluster
-from producer.embedded import EmbeddedServer, ServerAddress
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import EmbeddedServer, ServerAddress, free_port
 from tasks import create_app
 from tasks.examples import burn
 

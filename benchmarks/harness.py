@@ -8,7 +8,6 @@ import math
 import multiprocessing
 import multiprocessing.pool
 import os
-import socket
 import statistics
 import sys
 import tempfile
@@ -23,8 +22,9 @@ from celery import group
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
-from producer.chunking import default_chunksize
-from producer.cluster import LocalCluster
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import free_port
+from producer.sending.chunking import default_chunksize
 from tasks import create_app
 from tasks.app import FarpoolCelery
 
@@ -35,12 +35,6 @@ MP_START_METHOD = "forkserver"  # the producer has threads (the result hub): nev
 
 def cores() -> int:
     return os.cpu_count() or 1
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextlib.contextmanager

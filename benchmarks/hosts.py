@@ -63,7 +63,7 @@ def _measure(pool: Any, burn: Any, square: Any) -> dict[str, float]:
 def _wait_for_workers(app: Any, count: int) -> None:
     from helpers import poll
 
-    from producer.cluster import online_workers
+    from producer.local.cluster import online_workers
 
     poll(lambda: len(online_workers(app, queue=QUEUE)) == count or None, "the bench's workers", 60)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from benchmarks import work
 from benchmarks.figures import Figure, Goal
 from benchmarks.harness import MP_START_METHOD, Bench, equal_to, median, sample, warm_up
 from producer import Pool
+from producer.local.embedded import free_port
 from tasks import create_app
 from tasks.examples import square
 
@@ -91,12 +91,6 @@ def cli_apply(bench: Bench, sizes: Sizes) -> list[Figure]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def seed_script(bench: Bench, sizes: Sizes) -> list[Figure]:
     """The seed's script as a user runs it, `python pool_multiprocessing.py` with nothing set and
     nothing running: its pool starts its own broker and worker, maps, and stops them."""
@@ -106,7 +100,7 @@ def seed_script(bench: Bench, sizes: Sizes) -> list[Figure]:
     def run(command: list[str]) -> Any:
         with tempfile.TemporaryDirectory(prefix="farpool-seed-") as data:
             env = {name: value for name, value in os.environ.items() if not name.startswith("FARPOOL_")}
-            env.update(FARPOOL_BROKER_URL=f"redis://127.0.0.1:{_free_port()}/0", FARPOOL_DATA_DIR=data)
+            env.update(FARPOOL_BROKER_URL=f"redis://127.0.0.1:{free_port()}/0", FARPOOL_DATA_DIR=data)
             done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"the seed's script failed ({done.returncode}): {done.stderr[-500:]}")

@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from tasks import app
 
 if TYPE_CHECKING:
     from producer import Pool
-    from producer.cluster import LocalCluster
+    from producer.local.cluster import LocalCluster
     from tasks.app import FarpoolCelery
 
 TASK = "benchmarks.stress.counted"
@@ -108,12 +107,6 @@ class Chaos:
     restarts: int = 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- the cluster ------------------------------------------------------------------------------------
 
 
@@ -127,7 +120,7 @@ class Workers:
         self.lock = threading.Lock()
 
     def start(self, slot: int) -> None:
-        from producer.cluster import LocalCluster
+        from producer.local.cluster import LocalCluster
 
         worker = LocalCluster(self.settings, self.app)
         worker.start_worker()
@@ -158,7 +151,7 @@ class Workers:
 
 def chaos_loop(workers: Workers, chaos: Chaos, stop: threading.Event, rng: random.Random, gap: float) -> None:
     """Every gap/2..3gap/2 s: SIGKILL a random prefork child (2/3) or a whole worker (1/3)."""
-    from producer.cluster import child_pids
+    from producer.local.cluster import child_pids
 
     while not stop.wait(rng.uniform(gap / 2, 3 * gap / 2)):
         slot = rng.randrange(len(workers.slots))
@@ -262,7 +255,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def run(argv: list[str] | None = None) -> int:
     from config import load_settings
     from producer import Pool
-    from producer.embedded import EmbeddedServer, ServerAddress
+    from producer.local.embedded import EmbeddedServer, ServerAddress, free_port
     from tasks import create_app
 
     options = parse(argv)

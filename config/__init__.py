@@ -2,6 +2,8 @@
 
 from config.celeryconfig import celery_config
 from config.settings import (
+    BUILT_IN_ALLOWED,
+    DEMO_SCRIPT,
     Settings,
     SettingsError,
     is_loopback_url,
@@ -11,6 +13,8 @@ from config.settings import (
 )
 
 __all__ = [
+    "BUILT_IN_ALLOWED",
+    "DEMO_SCRIPT",
     "Settings",
     "SettingsError",
     "celery_config",

@@ -99,7 +99,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "redis_socket_keepalive": True,
         # No redis-py health check on the results' connections: on a Sentinel pool, its PING
         # reconnects a pub/sub connection to the old master's address, for ever. The producer's
-        # listener probes its own connection (producer/watch.py).
+        # listener probes its own connection (producer/inflight/liveness.py).
         "task_default_queue": settings.queue,
         "broker_connection_retry_on_startup": True,
         # A worker cut off from the broker reconnects by itself, however long the cut lasts

@@ -13,6 +13,14 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BROKER_SCHEMES = ("redis", "rediss", "sentinel")
 ENV_PREFIX = "FARPOOL_"
+# The seed's script as farpool ships it beside the producer (`farpool demo`): every worker may call
+# its square. Named here, with the rest of what every worker admits, so that `tasks` names no
+# producer module.
+DEMO_SCRIPT = "producer.demo.pool_multiprocessing"
+# What every worker's allowlist admits besides FARPOOL_INCLUDE and FARPOOL_ALLOW (tasks/references.py):
+# farpool's examples, tasks.programs (its `run` runs only the programs each worker lists,
+# FARPOOL_PROGRAMS, empty by default) and the seed's script.
+BUILT_IN_ALLOWED = ("tasks.examples", "tasks.programs", DEMO_SCRIPT)
 CORE_KINDS = ("physical", "logical")
 
 

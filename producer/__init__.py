@@ -14,10 +14,10 @@ from producer.errors import (
     TimeoutError,
     UnknownResult,
 )
-from producer.handles import PutHandle
 from producer.pool import Pool
 from producer.process import Process
 from producer.results import AsyncResult, MapResult
+from producer.sending.handles import PutHandle
 from tasks.blobs import HandleDeleted
 from tasks.completed import CompletedProgram
 from tasks.coordination import BoundedSemaphore, Event, Lock, Queue, Semaphore

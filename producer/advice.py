@@ -19,12 +19,12 @@ from typing import Any
 from celery import Task
 
 from producer.pool import Pool
-from producer.registry import task_name
+from producer.sending.callables import task_name
+from producer.sending.chunking import OVERHEAD_RATIO
 from tasks.contract import dumps, is_reference
 from tasks.payload import externalize
 
 MAX_PAYLOAD = 1 << 62  # only measuring: the pool's own limit applies when the items are sent
-OVERHEAD_RATIO = 20  # as imap's sizer: a chunk's work ≈ 20 round trips, so overhead ≤ 5 %
 PAYS_OFF = 1.2  # a speed-up below this is not worth a cluster
 TRANSFER_ITEMS = 20_000  # items moved to time the transfer, at most...
 TRANSFER_BYTES = 8 * 2**20  # ...and at most this many bytes of them (a large item: fewer)

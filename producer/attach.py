@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import tasks
-from producer.embedded import reachable
+from producer.default_pool import default_pool
 from producer.errors import UnknownResult
+from producer.inflight.records import find_record
+from producer.local.embedded import reachable
 from producer.pool import Pool
-from producer.records import find_record
 from producer.results import AsyncResult, MapResult
-from producer.shared import default_pool
 
 
 def result(result_id: str, pool: Pool | None = None) -> MapResult[Any] | AsyncResult[Any]:

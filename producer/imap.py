@@ -12,42 +12,14 @@ from typing import Any, Generic, TypeVar
 
 from celery import states
 
-from producer.chunking import check_json, star_items
 from producer.errors import TimeoutError
-from producer.ledger import Ledger
+from producer.inflight.ledger import Ledger
 from producer.results import remote_error
+from producer.sending.chunking import ChunkSizer, check_json, star_items
+from tasks.wire import read_timed_reply
 
 Submit = Callable[[list[Any], int], str]
 R = TypeVar("R")
-
-
-class ChunkSizer:
-    """joblib-style auto batching: size chunks so that the work in each dwarfs the round trip.
-
-    The round-trip overhead is the smallest (arrival - sent - compute) seen, which filters
-    out time spent queued; the per-item cost is a moving average of the workers' own timing.
-    """
-
-    OVERHEAD_RATIO = 20  # work per chunk ≈ 20 × overhead: the round trip costs ≤ 5 %
-    MIN_TARGET, MAX_TARGET = 0.005, 1.0  # seconds of work per chunk
-    MAX_GROWTH = 16
-    MAX_ITEMS = 20_000  # bounds memory: at most window × this many items in flight
-
-    def __init__(self) -> None:
-        self.size = 1
-        self.item_seconds: float | None = None
-        self.overhead: float | None = None
-
-    def observe(self, length: int, compute: float, round_trip: float) -> None:
-        per_item = compute / max(length, 1)
-        self.item_seconds = (
-            per_item if self.item_seconds is None else 0.5 * self.item_seconds + 0.5 * per_item
-        )
-        overhead = max(round_trip - compute, 1e-4)
-        self.overhead = overhead if self.overhead is None else min(self.overhead, overhead)
-        target = min(max(self.OVERHEAD_RATIO * self.overhead, self.MIN_TARGET), self.MAX_TARGET)
-        ideal = max(1, int(target / max(self.item_seconds, 1e-7)))
-        self.size = max(1, min(ideal, self.size * self.MAX_GROWTH, self.MAX_ITEMS))
 
 
 class IMapIterator(Iterator[R], Generic[R]):
@@ -137,11 +109,11 @@ class IMapIterator(Iterator[R], Generic[R]):
             sent = time.perf_counter()
             task_id = self._submit(items, self._next_start)
             self._in_flight[task_id] = (self._next_seq, len(items), sent)
-            self._ledger.expect([task_id], self._arrived)
+            self._ledger.expect([task_id], self)
             self._next_seq += 1
             self._next_start += len(items)
 
-    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _set(self, task_id: str, meta: dict[str, Any]) -> None:
         self._arrivals.put((task_id, meta, time.perf_counter()))
 
     def _take_arrival(self, deadline: float | None) -> None:
@@ -155,7 +127,7 @@ class IMapIterator(Iterator[R], Generic[R]):
         if meta["status"] != states.SUCCESS:
             self.close()
             raise remote_error(meta, self._task_name)
-        compute, values = meta["result"]
+        compute, values = read_timed_reply(meta["result"])
         if self._sizer is not None:
             self._sizer.observe(length, compute, arrived - sent)
         if self._on_progress is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from producer.default_pool import default_pool
 from producer.results import AsyncResult
-from producer.shared import default_pool
 
 
 class Process:

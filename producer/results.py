@@ -23,10 +23,11 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from kombu.exceptions import EncodeError
 
 from producer.errors import TimeoutError, UnknownResult
-from producer.ledger import Ledger
-from producer.references import module_folder
+from producer.inflight.ledger import Ledger
+from producer.sending.references import module_folder
 from tasks.contract import UnsendableResult
 from tasks.errors import RefusedTask
+from tasks.wire import CallRecord
 
 Callback = Callable[[Any], object]
 V = TypeVar("V")  # what get() returns
@@ -50,8 +51,8 @@ class Sent:
     gathered: bool = False
     recorded: bool = False
 
-    def description(self) -> dict[str, Any]:
-        return {"task": self.task_name, "chunks": list(self.chunk_ids) if self.gathered else None}
+    def description(self) -> CallRecord:
+        return CallRecord(task=self.task_name, chunks=list(self.chunk_ids) if self.gathered else None)
 
 
 @dataclass(frozen=True)
@@ -200,13 +201,13 @@ class AsyncResult(_Result[R]):
         """`owned`: made by the pool that is about to send the call; otherwise attached to it."""
         super().__init__(ledger, sent, callbacks)
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect([sent.id], self._arrived, owned=owned, record=record, unsent=owned)
+        ledger.expect([sent.id], self, owned=owned, record=record, unsent=owned)
 
     @property
     def task_ids(self) -> list[str]:
         return [self.id]
 
-    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _set(self, task_id: str, meta: dict[str, Any]) -> None:
         if meta["status"] == states.SUCCESS:
             self._settle(meta["result"])
         else:
@@ -230,9 +231,9 @@ class MapResult(_Result[list[R]]):
             self._settle([])
             return
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect(self.task_ids, self._arrived, owned=owned, record=record, unsent=owned)
+        ledger.expect(self.task_ids, self, owned=owned, record=record, unsent=owned)
 
-    def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
+    def _set(self, task_id: str, meta: dict[str, Any]) -> None:
         with self._count_lock:
             self._pending.discard(task_id)
             chunks_left = len(self._pending) - (1 if self._sent.gathered and self.id in self._pending else 0)

@@ -12,7 +12,7 @@ import click
 from celery import Celery, signals
 
 try:
-    from config import Settings, SettingsError, celery_config, load_settings
+    from config import BUILT_IN_ALLOWED, Settings, SettingsError, celery_config, load_settings
 except ImportError as error:  # a project's own config.py, found first (celery puts its folder first)
     raise ImportError(
         f"{error.path or 'a module named config'} takes the place of farpool's `config` package "
@@ -20,7 +20,6 @@ except ImportError as error:  # a project's own config.py, found first (celery p
     ) from None
 from tasks import held
 from tasks.backend import backend_setting
-from tasks.contract import BUILT_IN_ALLOWED
 from tasks.encoding import register_serializer
 from tasks.payload import pending_results
 from tasks.references import mark_importing_user_code

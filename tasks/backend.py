@@ -5,7 +5,7 @@
    are deleted, and the others are remembered in one sorted set, so that whichever worker
    stores one later (the chunk was running, or stores REVOKED when it meets the revoked
    message) drops it instead, in the same atomic script. Those still in flight are revoked
-   with `farpool_revoke` (tasks/control.py), which, unlike Celery's revoke, stores nothing.
+   with REVOKE_COMMAND (tasks/control.py), which, unlike Celery's revoke, stores nothing.
    A mark goes with the store it drops, or when its message is withdrawn from the queue
    (`withdrawn`), or with its abandoned chord (`forget_chord`): nothing is left for a day.
 2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
@@ -18,7 +18,7 @@
 3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
    process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
    subscribes each member (`then`); farpool's producer collects with one listener of its own
-   (producer/ledger.py), so those would cost a round trip per message. A plain Celery
+   (producer/inflight/ledger.py), so those would cost a round trip per message. A plain Celery
    `AsyncResult.get()` still subscribes when it is called.
 """
 
@@ -39,11 +39,11 @@ from kombu.utils.encoding import bytes_to_str
 from config import mask_url
 from tasks.blobs import data_key
 from tasks.contract import GATHER
+from tasks.lua import script
 from tasks.payload import pending_results
 from tasks.transport import no_retries
+from tasks.wire import DISCARDED, KEY_BATCH, TWIN_PREFIX
 
-DISCARDED = "farpool-discarded"
-TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs may store
 # How long after a redelivered run starts the other run may still store: it started a visibility
 # timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
 STORE_RETRY_SECONDS = 420
@@ -52,117 +52,11 @@ STORE_RETRY_SECONDS = 420
 REPLAY_GRACE = 60
 # A chord's claim (set once its last part came in), then its saved results, counters and size.
 CHORD_SUFFIXES = (".c", ".j", ".t", ".s", ".d")
-KEY_BATCH = 5_000
 # How a success's meta starts as farpool-json writes it: status is its first key (_get_result_meta).
 SUCCEEDED = '{"status": "SUCCESS"'
+# Its scripts are tasks/lua/*.lua (tasks/lua/__init__.py): store, expect_twin, discard,
+# drop_finished_chord, abandon_chord and forget_chord.
 
-# KEYS: the result key, DISCARDED, the task's twin mark, the task's data hash (tasks/blobs.py).
-# ARGV: the encoded meta, seconds to keep it (0: for ever), SUCCEEDED: a stored success is never
-# overwritten (by a lost worker's late failure), as in Celery's own read-then-write store,
-# REPLAY_GRACE, then the result's arrays as field, bytes pairs: written only with the result,
-# so that a dropped result leaves no bytes behind. A discarded result is dropped and its mark
-# removed, with an empty message on its channel: that task has ended.
-# Returns 1: stored; 0: dropped; -1: dropped as discarded, with a twin mark 'dropped' for
-# REPLAY_GRACE, so that the same store replayed (its reply lost) is dropped again: the store
-# deletes that mark once the reply came back (no replay then). A twinned task's first store,
-# kept or dropped, marks the other run's as dropped.
-_STORE = """
-local twin = redis.call('GET', KEYS[3])
-if twin == 'stored' or twin == 'dropped' then
-  redis.call('SET', KEYS[3], 'dropped', 'EX', ARGV[4])
-  redis.call('PUBLISH', KEYS[1], '')
-  return 0
-end
-if twin then
-  redis.call('SET', KEYS[3], 'stored', 'KEEPTTL')
-end
-if redis.call('ZREM', KEYS[2], KEYS[1]) == 1 then
-  redis.call('PUBLISH', KEYS[1], '')
-  if twin then
-    return 0
-  end
-  redis.call('SET', KEYS[3], 'dropped', 'EX', ARGV[4])
-  return -1
-end
-local current = redis.call('GET', KEYS[1])
-if current and string.sub(current, 1, #ARGV[3]) == ARGV[3] then
-  return 0
-end
-if #ARGV > 4 then
-  redis.call('HSET', KEYS[4], unpack(ARGV, 5))
-  redis.call('EXPIRE', KEYS[4], tonumber(ARGV[2]) > 0 and ARGV[2] or 86400)
-end
-if tonumber(ARGV[2]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-"""
-# KEYS: the result key, the task's twin mark. ARGV: seconds to keep the mark. A redelivered run
-# starts; if the other run's result is already stored, this run's store will be dropped.
-_EXPECT_TWIN = """
-local state = 'running'
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  state = 'stored'
-end
-redis.call('SET', KEYS[2], state, 'EX', ARGV[1])
-return 0
-"""
-# DISCARDED itself expires with its last mark: a mark whose task never ends (its worker was
-# lost) does not keep the key for longer than its own time.
-_EXPIRE_WITH_LAST_MARK = """
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-if last[2] then
-  redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(last[2])))
-end
-"""
-# KEYS: DISCARDED, then result keys. ARGV: now, until when a mark is kept (both epoch seconds).
-# Returns the positions (from 0) of the keys not stored yet: those tasks are still in flight.
-_DISCARD = (
-    """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-local pending = {}
-for i = 2, #KEYS do
-  if redis.call('DEL', KEYS[i]) == 0 then
-    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[i])
-    pending[#pending + 1] = i - 2
-  end
-end
-"""
-    + _EXPIRE_WITH_LAST_MARK
-    + "return pending"
-)
-
-# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. An abandoned chord (its
-# map was terminated) goes whole, now and after each later part's return. A finished one has its
-# last part's claim (.c) and no size (.s): Celery deletes the size last, after reading the results.
-_DROP_FINISHED_CHORD = """
-if redis.call('ZSCORE', KEYS[1], KEYS[2]) then
-  redis.call('DEL', unpack(KEYS, 3))
-elseif redis.call('EXISTS', KEYS[3]) == 1 and redis.call('EXISTS', KEYS[6]) == 0 then
-  redis.call('DEL', KEYS[4], KEYS[5], KEYS[7])
-end
-return 0
-"""
-# KEYS: DISCARDED, the chord's group key, then its CHORD_SUFFIXES keys. ARGV: until when.
-_ABANDON_CHORD = (
-    """
-redis.call('ZADD', KEYS[1], ARGV[1], KEYS[2])
-redis.call('DEL', unpack(KEYS, 3))
-"""
-    + _EXPIRE_WITH_LAST_MARK
-    + "return 0"
-)
-# KEYS: DISCARDED, the gather task's result key, the chord's group key, then its CHORD_SUFFIXES
-# keys. An abandoned chord none of whose parts can return any more (each was withdrawn, or has
-# ended): its marks and keys go.
-_FORGET_CHORD = """
-redis.call('ZREM', KEYS[1], KEYS[2], KEYS[3])
-redis.call('DEL', unpack(KEYS, 4))
-return 0
-"""
 
 _quiet = threading.local()
 _last_store = threading.local()  # the key of this thread's last store, if the script dropped it
@@ -179,19 +73,13 @@ def without_result_subscriptions() -> Iterator[None]:
 
 
 class _FarpoolResults:
-    _scripts: dict[tuple[int, str], Any]
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connparams["retry"] = no_retries()  # type: ignore[attr-defined]  # Celery retries a store
 
-    def _script(self, source: str) -> Any:
-        client = self.client  # type: ignore[attr-defined]
-        scripts = self.__dict__.setdefault("_scripts", {})
-        key = (id(client), source)
-        if key not in scripts:
-            scripts[key] = client.register_script(source)
-        return scripts[key]
+    def _run(self, name: str, keys: Sequence[Any], args: Sequence[Any] = ()) -> Any:
+        """tasks/lua/<name>.lua on this backend's client (tasks/lua/__init__.py)."""
+        return script(name)(self.client, keys, args)  # type: ignore[attr-defined]
 
     def _set(self, key: Any, value: Any, expires: int | None = None) -> None:
         if expires is None:
@@ -204,7 +92,7 @@ class _FarpoolResults:
         for field, data in blobs:
             arguments += [field, data]
         twin = TWIN_PREFIX + text
-        stored = self._script(_STORE)(keys=[key, DISCARDED, twin, data_key(task_id)], args=arguments)
+        stored = self._run("store", [key, DISCARDED, twin, data_key(task_id)], arguments)
         _last_store.dropped = None if stored == 1 else key
         if stored == -1:  # the reply came back: this store will not be replayed, its guard can go
             with suppress(redis.RedisError):  # else it expires after REPLAY_GRACE
@@ -227,7 +115,7 @@ class _FarpoolResults:
         key = self.get_key_for_task(task_id)  # type: ignore[attr-defined]
         twin = TWIN_PREFIX + (key.decode() if isinstance(key, bytes) else key)
         visibility = int(self._transport_options.get("visibility_timeout", 3600))  # type: ignore[attr-defined]
-        self._script(_EXPECT_TWIN)(keys=[key, twin], args=[visibility + STORE_RETRY_SECONDS])
+        self._run("expect_twin", [key, twin], [visibility + STORE_RETRY_SECONDS])
 
     def _chord_keys(self, group_id: str) -> list[Any]:
         suffixes = ("", *CHORD_SUFFIXES)
@@ -236,19 +124,17 @@ class _FarpoolResults:
     def drop_finished_chord(self, group_id: str) -> None:
         """Delete what a finished or abandoned chord left (its saved results, after a failure);
         a chord still running, or being gathered, is left alone."""
-        self._script(_DROP_FINISHED_CHORD)(keys=[DISCARDED, *self._chord_keys(group_id)])
+        self._run("drop_finished_chord", [DISCARDED, *self._chord_keys(group_id)])
 
     def abandon_chord(self, group_id: str, remember: float) -> None:
         """Its map was given up: delete the chord's keys, and again after any part that still ends."""
-        self._script(_ABANDON_CHORD)(
-            keys=[DISCARDED, *self._chord_keys(group_id)], args=[time.time() + remember]
-        )
+        self._run("abandon_chord", [DISCARDED, *self._chord_keys(group_id)], [time.time() + remember])
 
     def forget_chord(self, group_id: str) -> None:
         """An abandoned chord none of whose parts can still return: its mark and keys go now,
         and its gather task's mark (the group's id is that task's), never sent."""
         keys = [DISCARDED, self.get_key_for_task(group_id), *self._chord_keys(group_id)]  # type: ignore[attr-defined]
-        self._script(_FORGET_CHORD)(keys=keys)
+        self._run("forget_chord", keys)
 
     def discard(self, task_ids: Sequence[str], remember: float) -> list[str]:
         """Delete these tasks' results, and drop any stored later within `remember` seconds.
@@ -260,7 +146,7 @@ class _FarpoolResults:
         pending: list[str] = []
         for start in range(0, len(keys), KEY_BATCH):
             batch = keys[start : start + KEY_BATCH]
-            positions = self._script(_DISCARD)(keys=[DISCARDED, *batch], args=[now, now + remember])
+            positions = self._run("discard", [DISCARDED, *batch], [now, now + remember])
             pending += [task_ids[start + int(position)] for position in positions]
         return pending
 

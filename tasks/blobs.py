@@ -20,8 +20,8 @@ from typing import Any
 from tasks.arrays import ArrayRef, array_from
 from tasks.errors import RefusedTask
 from tasks.shared_memory import read_shared
+from tasks.wire import DATA_PREFIX
 
-DATA_PREFIX = "farpool-data-"
 HANDLE_VALUE = "value"
 ARGUMENT_FIELDS = "a"
 RESULT_FIELDS = "r"

@@ -3,7 +3,6 @@ message, or called once (tasks/contract.py)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +14,6 @@ from tasks.contract import (
     CALL,
     GATHER,
     MAP_CHUNK,
-    RECORD_PREFIX,
     STARMAP_CHUNK,
     UnsendableResult,
     first_unsendable,
@@ -25,6 +23,7 @@ from tasks.contract import (
 from tasks.encoding import Values
 from tasks.references import RefusedTask, Worker, resolve, task_body
 from tasks.script_requests import allowlist_for
+from tasks.wire import load_record, record_key, timed_reply
 
 
 def mappable_task(app: Celery, name: str, hostname: str | None = None) -> Task:
@@ -92,7 +91,7 @@ def _run(
     elapsed = time.perf_counter() - began
     results = _checked_json(task, start, results)
     values = Values(results)
-    return [elapsed, values] if timed else values
+    return timed_reply(elapsed, values) if timed else values
 
 
 @shared_task(name=MAP_CHUNK, bind=True)
@@ -141,8 +140,8 @@ def gather(self: Task, chunk_results: list[list[Any]], chunk_ids: list[str] | No
     """
     backend = self.app.backend
     if chunk_ids is None:
-        record = backend.client.get(RECORD_PREFIX + str(self.request.id))
-        chunk_ids = list(json.loads(record).get("chunks", ())) if record else []
+        record = backend.client.get(record_key(str(self.request.id)))
+        chunk_ids = list(load_record(record)["chunks"] or ()) if record else []
     keys = [backend.get_key_for_task(task_id) for task_id in chunk_ids]
     if keys:
         backend.client.delete(*keys)

@@ -14,15 +14,8 @@ from tasks import encoding
 MAP_CHUNK = "farpool.map_chunk"
 STARMAP_CHUNK = "farpool.starmap_chunk"
 GATHER = "farpool.gather"
-# A producer's record of a map_async (its task, its chunk ids), kept under this prefix and the
-# map's id until someone collects it: the gather task reads its chunk ids there.
-RECORD_PREFIX = "farpool-call-"
 CALL = "farpool.call"
 EXECUTORS = frozenset({MAP_CHUNK, STARMAP_CHUNK, GATHER, CALL})
-# The seed's script as farpool ships it (`farpool demo`): every worker may call its square.
-DEMO_SCRIPT = "producer.demo.pool_multiprocessing"
-# tasks.programs: its `run` runs only the programs each worker lists (FARPOOL_PROGRAMS, empty by default)
-BUILT_IN_ALLOWED = ("tasks.examples", "tasks.programs", DEMO_SCRIPT)
 # farpool's own modules: their functions are never called by reference.
 FARPOOL_MODULES = ("tasks.chunks", "tasks.contract", "tasks.references")
 

@@ -1,5 +1,5 @@
-"""farpool's remote-control commands: `farpool_info` (what the producer and `farpool cluster`
-need to know of a worker) and `farpool_revoke`."""
+"""farpool's remote-control commands (their names: tasks/wire.py): INFO_COMMAND (what the producer
+and `farpool cluster` need to know of a worker), REVOKE_COMMAND and WATCH_COMMAND."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ from celery.worker.control import control_command, inspect_command, ok
 
 from tasks.presence import describe
 from tasks.watch import follow_watchers
+from tasks.wire import INFO_COMMAND, REVOKE_COMMAND, WATCH_COMMAND
 
 
-@inspect_command()
+@inspect_command(name=INFO_COMMAND)
 def farpool_info(state: Any) -> dict[str, Any]:
     """What this worker announces (tasks/presence.py), asked now: for `online_workers`."""
     return describe(state.consumer)
 
 
 @control_command(
+    name=REVOKE_COMMAND,
     variadic="task_id",
     args=[("terminate", bool)],
     signature="[id1 [id2 [... [idN]]]]",
@@ -43,7 +45,7 @@ def farpool_revoke(state: Any, task_id: Any, terminate: bool = False, **kwargs: 
     return ok(f"{len(task_ids)} revoked, {len(terminated)} terminated")
 
 
-@control_command()
+@control_command(name=WATCH_COMMAND)
 def farpool_watch(state: Any, **kwargs: Any) -> dict[str, str]:
     """A monitor opened: task events on now (tasks/watch.py turns them off when nobody watches)."""
     follow_watchers(state.consumer, True)

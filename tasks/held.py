@@ -18,8 +18,9 @@ from typing import Any
 from tasks.arrays import ArrayRef
 from tasks.blobs import store
 from tasks.shared_memory import Segment, machine_id
+from tasks.wire import SHARED_MEMORY_HEADER
 
-REPLY_HEADER = "farpool_shm"
+REPLY_HEADER = SHARED_MEMORY_HEADER
 
 
 def reply_header() -> dict[str, Any]:

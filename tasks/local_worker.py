@@ -2,7 +2,7 @@
 
 Celery's command line imports every subcommand and plugin before it starts a worker: Flower's
 (0.14 s here), the amqp shell's prompt_toolkit (0.12 s), migrate, control... A local cluster
-(producer/cluster.py) starts its worker with this instead: Celery's own `worker` command, the
+(producer/local/cluster.py) starts its worker with this instead: Celery's own `worker` command, the
 same options, under a root group also named `celery` (tasks/app.py's one-line errors look for
 that name) whose context holds farpool's app, as `-A tasks` would.
 """

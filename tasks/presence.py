@@ -22,57 +22,29 @@ from celery.worker.consumer.tasks import Tasks
 
 from tasks.contract import is_internal
 from tasks.hardware import describe_hardware
+from tasks.lua import script
 from tasks.shared_memory import machine_id
 from tasks.steps import RepeatingStep
+from tasks.wire import PRESENCE_PREFIX, WorkerDescription
 
 logger = logging.getLogger(__name__)
 ANNOUNCE_INTERVAL = 2.0
 ANNOUNCE_TTL = 10
-PREFIX = "farpool-workers:"
-
-# KEYS: the queue's set, its info hash. ARGV: node name, description (JSON), seconds to live.
-_ANNOUNCE = """
-local now = tonumber(redis.call('TIME')[1])
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 0
-"""
-# KEYS: the queue's set, its info hash. ARGV: node name.
-_LEAVE = """
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], ARGV[1])
-return 0
-"""
-# KEYS: the queue's set, its info hash. Returns the descriptions of the live entries, after
-# removing the expired ones.
-_LIVE = """
-local now = tonumber(redis.call('TIME')[1])
-local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-if #gone > 0 then
-  redis.call('ZREM', KEYS[1], unpack(gone))
-  redis.call('HDEL', KEYS[2], unpack(gone))
-end
-local live = redis.call('ZRANGEBYSCORE', KEYS[1], now, '+inf')
-if #live == 0 then return {} end
-return redis.call('HMGET', KEYS[2], unpack(live))
-"""
 
 
 def presence_keys(queue: str) -> list[str]:
-    return [f"{PREFIX}{queue}", f"{PREFIX}{queue}:info"]
+    return [f"{PRESENCE_PREFIX}{queue}", f"{PRESENCE_PREFIX}{queue}:info"]
 
 
-def live_workers(client: Any, queue: str) -> list[dict[str, Any]]:
+def live_workers(client: Any, queue: str) -> list[WorkerDescription]:
     """The descriptions of the workers announced on `queue` and not expired."""
-    found = client.eval(_LIVE, 2, *presence_keys(queue))
+    found = script("live_workers")(client, presence_keys(queue))
     return [json.loads(text) for text in found if text]
 
 
 def withdraw(client: Any, queue: str, name: str) -> None:
     """Remove worker `name`'s announcement on `queue`, as its warm shutdown does."""
-    client.eval(_LEAVE, 2, *presence_keys(queue), name)
+    script("leave")(client, presence_keys(queue), [name])
 
 
 def running_function(name: str, label: str) -> str:
@@ -83,14 +55,14 @@ def running_function(name: str, label: str) -> str:
     return name
 
 
-def describe(consumer: Any) -> dict[str, Any]:
+def describe(consumer: Any) -> WorkerDescription:
     """Pool type and size, consumed queues, tasks, what runs now, and the host's cores (physical,
     logical), CPU model, caches, load and memory (tasks/hardware.py): what a producer and
     `farpool cluster` need to know of this worker without asking it."""
     hardware = describe_hardware()
     pool_info = consumer.pool.info if consumer.pool is not None else {}
     task_consumer = consumer.task_consumer
-    return {
+    return {  # type: ignore[typeddict-item]  # the hardware fields come from describe_hardware
         "name": consumer.hostname,
         "host": socket.gethostname(),
         "machine": machine_id(),  # a producer with the same id shares arrays in memory with it
@@ -128,7 +100,7 @@ class Presence(RepeatingStep):
         try:
             client = c.app.backend.client
             for queue in self.description["queues"]:
-                client.eval(_ANNOUNCE, 2, *presence_keys(queue), c.hostname, text, ANNOUNCE_TTL)
+                script("announce")(client, presence_keys(queue), [c.hostname, text, ANNOUNCE_TTL])
         except Exception as error:  # the broker is away: the next announcement tries again
             logger.debug("could not announce this worker: %s", error)
 

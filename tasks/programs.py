@@ -1,6 +1,6 @@
 """External programs as tasks: `pool.map(run, commands)`, only programs the worker lists.
 
-`run` is a plain function of a built-in module (tasks.contract.BUILT_IN_ALLOWED), so it
+`run` is a plain function of a built-in module (config.BUILT_IN_ALLOWED), so it
 travels by name like any other; what it runs is the worker's choice, never the message's:
 
 - only programs named in the worker's own FARPOOL_PROGRAMS (names found on the worker's PATH

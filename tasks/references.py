@@ -23,7 +23,8 @@ from celery import Task
 from celery.local import Proxy
 from celery.utils.objects import mro_lookup
 
-from tasks.contract import BUILT_IN_ALLOWED, FARPOOL_MODULES
+from config import BUILT_IN_ALLOWED
+from tasks.contract import FARPOOL_MODULES
 from tasks.errors import FOLDER, RefusedTask
 
 _importing = threading.local()

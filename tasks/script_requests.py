@@ -5,9 +5,9 @@ already running here (`farpool up`, or another pool's) cannot be given settings 
 a pool that finds one writes a request instead: `<data dir>/scripts/<key>.json`, naming its
 script's modules and the folder they are in, removed when the pool stops, or kept until its
 results expire when it detaches from work still to run (`farpool submit`; see
-producer/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS, set
-by producer/cluster.py) on a loopback broker reads those requests when a reference names a
-module outside its allowlist, and adds the module for that call, its folder last on the path.
+producer/local/script_access.py). A worker started by a local cluster (FARPOOL_SCRIPT_REQUESTS,
+set by producer/local/cluster.py) on a loopback broker reads those requests when a reference
+names a module outside its allowlist, and adds the module for that call, its folder last on the path.
 
 Only a module name and a folder travel, never code, and only through this user's own files:
 a request is taken when the requests folder and the file are this user's and writable by

@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-NAME_PREFIX = "farpool-"
+from tasks.wire import SHARED_MEMORY_PREFIX
+
+NAME_PREFIX = SHARED_MEMORY_PREFIX
 
 
 @cache

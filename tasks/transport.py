@@ -22,6 +22,10 @@ from kombu.utils.url import as_url
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+# Seconds between a lost connection's reconnect attempts, the last repeated: a result listener's
+# (producer/inflight/listener.py) and a coordination call's (tasks/coordination/base.py).
+RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
+
 
 def no_retries() -> Retry:
     """redis-py retries a failed command 3 times by default, each waiting its socket timeout:

@@ -25,8 +25,8 @@ from celery.app.events import Events
 from celery.events.receiver import EventReceiver
 
 from tasks.steps import RepeatingStep
+from tasks.wire import WATCH_COMMAND, WATCH_KEY
 
-WATCH_KEY = "farpool-watched"
 WATCH_LEASE = 15  # seconds: three of Flower's enable_events intervals
 MARK_EVERY = 5.0
 CHECK_INTERVAL = 2.0
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 def mark_watched(app: Any) -> None:
     """Someone watches this cluster: task events on, everywhere, for the next WATCH_LEASE s."""
     app.backend.client.set(WATCH_KEY, "1", ex=WATCH_LEASE)
-    app.control.broadcast("farpool_watch")
+    app.control.broadcast(WATCH_COMMAND)
 
 
 def is_watched(app: Any) -> bool:

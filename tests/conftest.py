@@ -26,8 +26,8 @@ from helpers import free_port
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
-from producer.cluster import LocalCluster
-from producer.embedded import EmbeddedServer, server_address
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import EmbeddedServer, server_address
 from tasks import create_app
 from tasks.app import FarpoolCelery
 

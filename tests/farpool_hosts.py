@@ -16,7 +16,7 @@ from pathlib import Path
 from helpers import poll
 from hostbed import TESTS_DIR, Host, HostBed, python
 
-from producer.cluster import online_workers, queue_depth
+from producer.local.cluster import online_workers, queue_depth
 from tasks import FarpoolCelery
 
 PRODUCER_SCRIPT = """\

@@ -21,8 +21,8 @@ from conftest import free_port
 
 from config import Settings, load_settings, settings_env
 from producer import Pool
-from producer.cluster import LocalCluster, child_pids
-from producer.embedded import EmbeddedServer, ServerAddress
+from producer.local.cluster import LocalCluster, child_pids
+from producer.local.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
 from tasks.app import FarpoolCelery
 

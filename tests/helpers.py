@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,7 +11,10 @@ from typing import Any, TypeVar
 
 import redis
 
-from producer.processes import stop_process_group
+from producer.local.children import stop_process_group
+from producer.local.embedded import free_port
+
+__all__ = ["free_port"]  # conftest and the tests take it from here
 
 # The console script pip installed beside this interpreter: the `farpool` a user runs.
 FARPOOL = [os.path.join(os.path.dirname(sys.executable), "farpool")]
@@ -82,9 +84,3 @@ def fresh_machine_env(data_dir: str, concurrency: int = 1, **extra: str) -> dict
     }
     env.pop("FARPOOL_RESULT_BACKEND", None)
     return env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -14,18 +14,21 @@ from tasks.contract import dumps
 from tasks.hardware import caches
 
 
+@pytest.mark.unit
 def test_cheap_items_stay_local() -> None:
     advice = plan(item_seconds=1e-6, transfer_seconds=1e-6, round_trip=3e-3, processes=2, items=100_000)
     assert not advice.pays_off
     assert advice.chunksize == 50_000  # one chunk per process: never fewer items than that
 
 
+@pytest.mark.unit
 def test_costly_items_pay_off_with_chunks_of_about_twenty_round_trips() -> None:
     advice = plan(item_seconds=6e-3, transfer_seconds=1e-6, round_trip=3e-3, processes=2, items=4_000)
     assert advice.pays_off and advice.speedup == pytest.approx(2, rel=0.1)
     assert advice.chunksize == 10  # 20 × 3 ms of work
 
 
+@pytest.mark.unit
 def test_speedup_grows_with_processes() -> None:
     speedups = [plan(0.03, 2e-6, 3e-3, processes, 1_000).speedup for processes in (1, 2, 8, 64)]
     assert speedups == sorted(speedups) and speedups[0] < 1 < speedups[-1]
@@ -53,6 +56,7 @@ def test_advise_on_the_cluster(cluster: Cluster) -> None:
     assert lines[-1].endswith("the dominant cost is compute")
 
 
+@pytest.mark.unit
 def test_the_verdict_follows_the_printed_speedup() -> None:
     # 1.195x prints as 1.20x, which is worth a cluster: the verdict must say so too
     advice = plan(item_seconds=1.0, transfer_seconds=0.0, round_trip=0.0, processes=1, items=1)
@@ -62,6 +66,7 @@ def test_the_verdict_follows_the_printed_speedup() -> None:
     assert f"{advice.speedup:.2f}" == "1.19" and not advice.pays_off
 
 
+@pytest.mark.unit
 def test_the_sample_stops_at_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     import producer.advice
 
@@ -86,6 +91,7 @@ def test_advise_says_in_its_help_that_the_task_runs_here() -> None:
     ("item_seconds", "transfer_seconds", "dominant"),
     [(1e-3, 1e-6, "compute"), (1e-7, 5e-5, "sending"), (1e-7, 1e-8, "round trips")],
 )
+@pytest.mark.unit
 def test_the_verdict_names_the_dominant_cost(
     item_seconds: float, transfer_seconds: float, dominant: str
 ) -> None:
@@ -95,6 +101,7 @@ def test_the_verdict_names_the_dominant_cost(
         assert "sending items and results costs more than computing them" in advice.verdict
 
 
+@pytest.mark.unit
 def test_an_item_larger_than_the_l2_cache_is_said() -> None:
     fits = plan(1e-3, 1e-6, 3e-3, 2, 100, item_bytes=1000, result_bytes=10, l2_bytes=2**20)
     spills = plan(1e-3, 1e-6, 3e-3, 2, 100, item_bytes=1000, result_bytes=2**20 + 1, l2_bytes=2**20)

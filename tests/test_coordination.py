@@ -13,7 +13,7 @@ from faults_support import FAULT_TASKS, FaultCluster, fault_cluster
 from helpers import poll
 
 from producer import BoundedSemaphore, Event, Lock, Queue, Semaphore
-from producer.cluster import announced_workers
+from producer.local.cluster import announced_workers
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +172,7 @@ def test_a_broker_restart_keeps_items_slots_and_flags(tmp_path: Path) -> None:
     """The bundled broker keeps an append-only file: what was acknowledged survives a restart."""
     from conftest import cluster_settings, free_port
 
-    from producer.embedded import EmbeddedServer, server_address
+    from producer.local.embedded import EmbeddedServer, server_address
     from tasks import create_app
 
     address = server_address(f"redis://127.0.0.1:{free_port()}/0")

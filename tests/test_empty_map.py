@@ -15,8 +15,8 @@ from conftest import Cluster
 from helpers import poll, result_keys
 
 from producer import Pool
-from tasks.contract import RECORD_PREFIX
 from tasks.examples import add, identity, square
+from tasks.wire import RECORD_PREFIX
 
 READY = 10.0  # a generous bound on get() for what is ready at once: a hang fails, not blocks
 

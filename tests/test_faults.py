@@ -29,9 +29,9 @@ from usertasks_faults import held_done, held_pid, run_counts
 import producer
 from config import settings_env
 from producer import NoWorkersError, Pool
-from producer.embedded import EmbeddedServer, ServerAddress
+from producer.local.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
-from tasks.presence import PREFIX as PRESENCE_PREFIX
+from tasks.wire import PRESENCE_PREFIX
 
 COUNTED = "usertasks_faults.counted"
 MAP_TIMEOUT = 60.0

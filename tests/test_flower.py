@@ -26,8 +26,8 @@ from conftest import Cluster, free_port
 from helpers import FARPOOL, fresh_machine_env, poll, stop_process
 
 from config import load_settings, settings_env
-from producer.cluster import flower_command, flower_env
-from producer.processes import kill_process_group
+from producer.local.children import kill_process_group
+from producer.local.cluster import flower_command, flower_env
 
 CHROMIUM = "/usr/bin/chromium"
 # Flower 2's tasks page hides `args` by default; farpool's chunk labels live there.

@@ -15,7 +15,7 @@ import pytest
 from conftest import Cluster
 from helpers import poll, run_cli, stop_process
 
-from producer.cluster import WorkerInfo, announced_workers
+from producer.local.cluster import WorkerInfo, announced_workers
 from producer.packages import FARPOOL_ROOT
 from tasks.hardware import caches, cpu_model, size_in_bytes
 

@@ -1,8 +1,8 @@
 """A result stored before the producer's subscription reached the server is still delivered.
 
 A producer subscribes to a task's result channel and sends the task on another connection, without
-waiting in between (producer/ledger.py: `unsent`). Across hosts, the subscription can arrive after the
-worker published the result; the ledger looks for such results once, a second or two later.
+waiting in between (producer/inflight/ledger.py: `unsent`). Across hosts, the subscription can arrive
+after the worker published the result; the ledger looks for such results once, a second or two later.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import pytest
 from celery import states
 
 from config import load_settings
-from producer.embedded import EmbeddedServer
-from producer.ledger import Ledger
+from producer.inflight.ledger import Ledger
+from producer.local.embedded import EmbeddedServer
 from tasks import create_app
 from tasks.app import FarpoolCelery
 
@@ -38,12 +38,13 @@ def test_a_result_published_before_the_subscription_is_found(app: FarpoolCelery)
     arrived = threading.Event()
     values: list[Any] = []
 
-    def on_ready(_: str, meta: dict[str, Any]) -> None:
-        values.append(meta["result"])
-        arrived.set()
+    class Receiver:
+        def _set(self, _: str, meta: dict[str, Any]) -> None:
+            values.append(meta["result"])
+            arrived.set()
 
     try:
-        ledger.expect([task_id], on_ready, unsent=True)
+        ledger.expect([task_id], Receiver(), unsent=True)
         assert arrived.wait(10), "the stored result was never delivered"
         assert values == [42]
     finally:

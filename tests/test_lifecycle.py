@@ -24,9 +24,9 @@ from helpers import fresh_machine_env, poll, result_keys, run_cli
 from usertasks_faults import run_counts
 
 from producer import Pool
-from producer.cluster import descendant_pids
-from tasks.backend import DISCARDED
+from producer.local.cluster import descendant_pids
 from tasks.examples import fail_on, square
+from tasks.wire import DISCARDED
 
 ORPHAN_DEADLINE = 5.0
 USER_TASKS = "usertasks,usertasks_faults"
@@ -367,7 +367,7 @@ def test_importing_does_not_exit_or_patch_and_a_bad_setting_is_raised_on_use(tmp
 
 
 def test_a_pool_uses_the_app_it_was_given_for_task_names(cluster: Cluster) -> None:
-    from producer.registry import task_name
+    from producer.sending.callables import task_name
     from tasks import app as default_app
 
     @cluster.app.task(name="only.on.this.app", shared=False)

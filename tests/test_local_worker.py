@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from producer.cluster import CELERY_WORKER, LOCAL_WORKER
+from producer.local.cluster import CELERY_WORKER, LOCAL_WORKER
 from producer.packages import FARPOOL_ROOT
 
 

@@ -11,7 +11,7 @@ import redis
 from conftest import Cluster
 from faults_support import fault_cluster
 
-from producer.publishing import sending
+from producer.sending.publishing import sending
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ from conftest import Cluster
 from faults_support import fault_cluster
 from helpers import poll, run_cli
 
-from producer.cluster import announced_workers
+from producer.local.cluster import announced_workers
 from tasks.presence import ANNOUNCE_TTL
 
 pytestmark = pytest.mark.integration
@@ -48,13 +48,13 @@ def test_a_killed_worker_drops_out_after_its_announcement_expires(tmp_path: Path
 def test_a_pool_finds_a_running_worker_without_a_broadcast(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import producer.cluster
+    import producer.local.cluster
 
     def no_broadcast(*args: object, **kwargs: object) -> list[object]:
         raise AssertionError("Pool() asked the workers by broadcast")
 
     with fault_cluster(tmp_path, workers=1) as cluster:
-        monkeypatch.setattr(producer.cluster, "ask_workers", no_broadcast)
+        monkeypatch.setattr(producer.local.cluster, "ask_workers", no_broadcast)
         with cluster.pool() as pool:
             assert pool.map("usertasks.cube", range(4)) == [0, 1, 8, 27]
 
@@ -82,7 +82,7 @@ def test_a_pools_own_worker_is_gone_and_forgotten_as_soon_as_the_pool_ends(
     valkey_server: Any, tmp_path: Path
 ) -> None:
     """Its pool done, the local worker a pool started is killed (no 2 s warm shutdown) and its
-    announcement withdrawn at once, not left for ANNOUNCE_TTL s (producer/readiness.py)."""
+    announcement withdrawn at once, not left for ANNOUNCE_TTL s (producer/local/readiness.py)."""
     from config import load_settings
     from producer import Pool
     from tasks import create_app

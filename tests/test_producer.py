@@ -193,7 +193,7 @@ def test_a_result_json_cannot_carry_names_the_task_and_item(module_pool: Pool) -
 def test_no_worker_online_is_a_clear_error(tmp_path: Any) -> None:
     from conftest import close_app, cluster_settings, free_port
 
-    from producer.embedded import EmbeddedServer, server_address
+    from producer.local.embedded import EmbeddedServer, server_address
     from tasks import create_app
 
     address = server_address(f"redis://127.0.0.1:{free_port()}/0")
@@ -206,10 +206,10 @@ def test_no_worker_online_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_process_runs_a_task_on_the_cluster(cluster: Cluster, monkeypatch: Any) -> None:
-    import producer.shared
+    import producer.default_pool
 
     shared = cluster.pool()
-    monkeypatch.setattr(producer.shared, "_pool", shared)
+    monkeypatch.setattr(producer.default_pool, "_pool", shared)
     ok, bad = Process(target=square, args=(7,)), Process(target=fail_on, args=(3,))
     assert ok.exitcode is None and not ok.is_alive()
     ok.start()
@@ -230,7 +230,7 @@ def test_progress_bar_counts_items(pool: Pool, capsys: pytest.CaptureFixture[str
 
 def test_processes_sets_the_default_chunksize(cluster: Cluster) -> None:
     with cluster.pool(processes=3) as pool:
-        result = pool._map(square, range(100), None, False, False, None)
+        result = pool._calls.map(square, range(100), None, False, False, None)
         assert len(result._sent.chunk_ids) == 12  # ceil(100 / (4 × 3)) = 9 per chunk
         assert result.get(60) == [x * x for x in range(100)]
     with cluster.pool() as pool:

@@ -41,7 +41,7 @@ def test_run_is_the_same_function_from_tasks_and_producer() -> None:
 
 
 def test_run_alone_is_callable_by_reference_in_tasks_programs() -> None:
-    from tasks.contract import BUILT_IN_ALLOWED
+    from config import BUILT_IN_ALLOWED
     from tasks.references import resolve
 
     assert resolve("tasks.programs:run", BUILT_IN_ALLOWED) is run

@@ -17,8 +17,8 @@ import pytest
 from conftest import Cluster, close_app
 
 from config import load_settings
-from producer.cluster import LocalCluster
-from producer.embedded import EmbeddedServer
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import EmbeddedServer
 from tasks import create_app
 
 ROOT = Path(__file__).parent.parent

@@ -14,7 +14,7 @@ import usertasks
 from conftest import Cluster
 
 from producer import Pool, Process
-from producer.references import function_reference
+from producer.sending.references import function_reference
 from tasks import RefusedTask
 from tasks.contract import CALL, MAP_CHUNK, STARMAP_CHUNK, chunk_arguments
 from tasks.references import resolve
@@ -36,10 +36,10 @@ def test_every_pool_call_takes_a_plain_function(module_pool: Pool) -> None:
 
 
 def test_process_takes_a_plain_function(cluster: Cluster, monkeypatch: Any) -> None:
-    import producer.shared
+    import producer.default_pool
 
     shared = cluster.pool()
-    monkeypatch.setattr(producer.shared, "_pool", shared)
+    monkeypatch.setattr(producer.default_pool, "_pool", shared)
     process = Process(target=usertasks.plain_power, args=(3,), kwargs={"exponent": 3})
     process.start()
     process.join(60)
@@ -202,7 +202,7 @@ def test_a_module_the_worker_does_not_list_is_refused_naming_the_settings_and_wo
 
 
 def test_flower_labels_name_the_plain_function(cluster: Cluster) -> None:
-    from producer.canvas import map_signatures
+    from producer.sending.canvas import map_signatures
 
     map_id = "1a2b3c4d-0000-4000-8000-000000000000"
     signatures = map_signatures(cluster.app, "pool_multiprocessing:square", [1, 2, 3], 2, False, None, map_id)

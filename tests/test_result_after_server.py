@@ -14,8 +14,8 @@ from typing import Any
 
 from conftest import close_app, cluster_settings, free_port
 
-from producer.cluster import LocalCluster
-from producer.embedded import EmbeddedServer, server_address
+from producer.local.cluster import LocalCluster
+from producer.local.embedded import EmbeddedServer, server_address
 from tasks import create_app
 
 

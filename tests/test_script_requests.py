@@ -19,7 +19,7 @@ import pytest
 from helpers import FARPOOL, free_port, fresh_machine_env, poll, run_cli, stop_process
 
 from config import load_settings
-from producer.embedded import EmbeddedServer, server_address
+from producer.local.embedded import EmbeddedServer, server_address
 from producer.packages import FARPOOL_ROOT
 from tasks.script_requests import ScriptRequest, live_requests, requests_folder
 

@@ -22,7 +22,7 @@ from helpers import run_cli
 import tasks
 from config import SettingsError, celery_config, load_settings
 from producer import Pool
-from producer.cluster import flower_command, flower_env, worker_command
+from producer.local.cluster import flower_command, flower_env, worker_command
 from tasks import create_app
 
 JSON_ONLY = {  # farpool's JSON (tasks/encoding.py) and plain JSON, never pickle

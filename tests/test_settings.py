@@ -10,6 +10,8 @@ import pytest
 
 from config import SettingsError, celery_config, load_settings, mask_url, settings_env
 
+pytestmark = pytest.mark.unit  # pure logic: no server, no worker
+
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:

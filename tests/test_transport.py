@@ -9,7 +9,7 @@ import pytest
 import redis
 from conftest import cluster_settings, free_port
 
-from producer.embedded import EmbeddedServer, server_address
+from producer.local.embedded import EmbeddedServer, server_address
 from tasks import create_app
 
 pytestmark = pytest.mark.integration

@@ -13,10 +13,11 @@ import redis
 from celery import states
 
 from config import load_settings
-from producer.embedded import EmbeddedServer
+from producer.local.embedded import EmbeddedServer
 from tasks import create_app
 from tasks.app import FarpoolCelery
-from tasks.backend import DISCARDED, REPLAY_GRACE, STORE_RETRY_SECONDS, TWIN_PREFIX
+from tasks.backend import REPLAY_GRACE, STORE_RETRY_SECONDS
+from tasks.wire import DISCARDED, TWIN_PREFIX
 
 pytestmark = pytest.mark.integration
 TASK = "0b7e6f1e-twin-test"

@@ -49,11 +49,13 @@ def typed(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("value", VALUES, ids=IDS)
 def test_encoding_round_trips_each_type(value: Any) -> None:
     assert typed(loads(dumps([value]))[0]) == typed(value)
 
 
+@pytest.mark.unit
 def test_config_names_the_serializer_tasks_registers() -> None:
     from config.celeryconfig import SERIALIZER as named
     from tasks.encoding import SERIALIZER as registered
@@ -61,10 +63,12 @@ def test_config_names_the_serializer_tasks_registers() -> None:
     assert named == registered
 
 
+@pytest.mark.unit
 def test_a_message_body_stays_a_json_array() -> None:
     assert dumps(((1, 2), {"k": (3,)}, {})).startswith("[")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("text", ['{"__farpool__": "os.system", "items": []}', '{"__farpool__": "eval"}'])
 def test_an_unknown_tag_is_refused(text: str) -> None:
     with pytest.raises((ValueError, KeyError)):
@@ -92,6 +96,7 @@ def test_the_worker_receives_the_types_that_were_sent(module_pool: Pool, stdlib_
     assert list(module_pool.imap(usertasks.arrived_as, [(7,)])) == ["(7,)"]
 
 
+@pytest.mark.unit
 def test_a_chunks_values_are_a_list_in_json_and_short_in_a_repr() -> None:
     from kombu.utils import json as kombu_json
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from helpers import fresh_machine_env, poll
 
-from producer.processes import kill_process_group
+from producer.local.children import kill_process_group
 
 ROOT = Path(__file__).parent.parent
 README = ROOT / "README.md"

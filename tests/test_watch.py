@@ -1,10 +1,13 @@
-"""The producer's watch on its results connection (producer/watch.py): pure logic, a fake clock."""
+"""The producer's watch on its results connection (producer/inflight/liveness.py): pure logic,
+a fake clock."""
 
 from __future__ import annotations
 
 import pytest
 
-from producer.watch import PROBE_INTERVAL, STALE_AFTER, BrokerWatch
+from producer.inflight.liveness import PROBE_INTERVAL, STALE_AFTER, BrokerWatch
+
+pytestmark = pytest.mark.unit  # pure logic: no server, no worker
 
 
 class Clock:

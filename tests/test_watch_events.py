@@ -18,7 +18,8 @@ from conftest import Cluster
 from helpers import poll
 
 from tasks.examples import square
-from tasks.watch import WATCH_KEY, mark_watched
+from tasks.watch import mark_watched
+from tasks.wire import WATCH_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -16,14 +16,15 @@ from typing import Any, TypeVar
 
 import redis
 
+from tasks.transport import RECONNECT_BACKOFF
+from tasks.wire import SYNC_PREFIX
+
 T = TypeVar("T")
 
-PREFIX = "farpool-sync:"
 NAME = re.compile(r"[A-Za-z0-9_.:-]{1,200}")
 WAIT_SLICE = 2.0  # seconds per blocking call: below the connections' 3 s socket timeout
 DEFAULT_LEASE = 60.0
 RECONNECT_FOR = 15.0  # seconds a call keeps trying through a lost connection (a broker restart)
-RECONNECT_BACKOFF = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def reconnecting(call: Callable[[], T]) -> T:
@@ -123,7 +124,7 @@ class Shared:
         return _Reconnecting(self._app.backend.client)
 
     def key(self, suffix: str = "") -> str:
-        return f"{PREFIX}{self.kind}:{self.name}{suffix}"
+        return f"{SYNC_PREFIX}{self.kind}:{self.name}{suffix}"
 
     def wait_for_wake(self, deadline: Deadline, cap: float = WAIT_SLICE) -> None:
         """Block on the server until this object's wake list gets a token, or the slice ends."""

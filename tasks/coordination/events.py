@@ -11,13 +11,7 @@ from typing import Any
 import redis
 
 from tasks.coordination.base import Deadline, Shared, reconnecting
-
-# KEYS: the flag, the channel. Set, then tell the waiters.
-_SET = """
-redis.call('SET', KEYS[1], 1)
-redis.call('PUBLISH', KEYS[2], 1)
-return 1
-"""
+from tasks.lua import script
 
 
 class Event(Shared):
@@ -27,7 +21,7 @@ class Event(Shared):
         super().__init__(name, app)
 
     def set(self) -> None:
-        self.client.eval(_SET, 2, self.key(), self.key(":set"))
+        script("event_set")(self.client, [self.key(), self.key(":set")])
 
     def clear(self) -> None:
         self.client.delete(self.key())

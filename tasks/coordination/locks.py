@@ -15,31 +15,11 @@ from redis.exceptions import LockNotOwnedError
 from redis.lock import Lock as RedisLock
 
 from tasks.coordination.base import DEFAULT_LEASE, Deadline, Shared, checked_lease
-
-WAKE_KEEP = 64  # tokens kept on a wake list: one per release nobody waited for, at most
-# KEYS: the wake list. ARGV: seconds to keep it. One waiter may go now.
-_WAKE = f"""
-redis.call('RPUSH', KEYS[1], 1)
-redis.call('LTRIM', KEYS[1], -{WAKE_KEEP}, -1)
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-"""
+from tasks.lua import script
 
 
 class _WakingLock(RedisLock):
     """redis-py's Lock, whose release also wakes a waiter (its own acquire polls with sleeps)."""
-
-    lua_release = None  # registered for this class, not shared with redis-py's
-    LUA_RELEASE_SCRIPT = (
-        """
-local token = redis.call('GET', KEYS[1])
-if not token or token ~= ARGV[1] then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-"""
-        + _WAKE.replace("KEYS[1]", "KEYS[2]").replace("ARGV[1]", "ARGV[2]")
-        + "return 1\n"
-    )
 
     def __init__(self, client: Any, name: str, wake: str, timeout: float) -> None:
         super().__init__(client, name, timeout=timeout, thread_local=False)
@@ -47,7 +27,7 @@ redis.call('DEL', KEYS[1])
 
     def do_release(self, expected_token: Any) -> None:
         keep = int(self.timeout or 60) + 60
-        if not self.lua_release(keys=[self.name, self.wake], args=[expected_token, keep], client=self.redis):
+        if not script("lock_release")(self.redis, [self.name, self.wake], [expected_token, keep]):
             raise LockNotOwnedError("the lock's lease ended before its release", lock_name=self.name)
 
 
@@ -106,57 +86,6 @@ class Lock(Shared):
         return {"name": self.name, "lease": self.lease}
 
 
-# KEYS: the holders (a sorted set: token -> when its lease ends), the extra permits (released
-# without a hold), the wake list. ARGV: token, value, lease (s). Server time, so hosts need not
-# agree. Returns 1 when taken.
-_TAKE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local extra = tonumber(redis.call('GET', KEYS[2]) or '0')
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) + extra then
-  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[3])) + 60)
-  return 1
-end
-return 0
-"""
-# KEYS: holders. Returns ms until the earliest lease ends (-1: none held).
-_NEXT_END = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if #first == 0 then return -1 end
-return math.floor((tonumber(first[2]) - now) * 1000)
-"""
-# KEYS: holders, extra permits. ARGV: value. Returns the free slots, expired leases dropped.
-_FREE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-local extra = tonumber(redis.call('GET', KEYS[2]) or '0')
-return math.max(tonumber(ARGV[1]) + extra - redis.call('ZCARD', KEYS[1]), 0)
-"""
-# KEYS: holders, extra permits, the wake list. ARGV: token ('' for none held), bounded (1/0),
-# seconds to keep the wake list. Returns 1 released, 0 not held (or lease over) and bounded.
-_GIVE = (
-    """
-if ARGV[1] ~= '' and redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-"""
-    + _WAKE.replace("KEYS[1]", "KEYS[3]").replace("ARGV[1]", "ARGV[3]")
-    + """
-  return 1
-end
-if ARGV[2] == '1' then return 0 end
-redis.call('INCR', KEYS[2])
-"""
-    + _WAKE.replace("KEYS[1]", "KEYS[3]").replace("ARGV[1]", "ARGV[3]")
-    + """
-return 1
-"""
-)
-
-
 class Semaphore(Shared):
     """A cluster-wide multiprocessing.Semaphore of `value` slots, each held for at most `lease` s.
 
@@ -184,24 +113,24 @@ class Semaphore(Shared):
         deadline = Deadline(timeout if block else 0)
         keys = self._keys()
         while True:
-            if self.client.eval(_TAKE, 2, keys[0], keys[1], token, self.value, self.lease):
+            if script("semaphore_take")(self.client, keys[:2], [token, self.value, self.lease]):
                 self._tokens.append(token)
                 return True
             if not block or deadline.passed():
                 return False
-            left = int(self.client.eval(_NEXT_END, 1, keys[0]))
+            left = int(script("semaphore_next_end")(self.client, keys[:1]))
             self.wait_for_wake(deadline, cap=min(2.0, left / 1000) if left > 0 else 2.0)
 
     def release(self) -> None:
         token = self._tokens.pop(0) if self._tokens else ""
         keep = int(self.lease) + 60
-        if not self.client.eval(_GIVE, 3, *self._keys(), token, int(self.bounded), keep):
+        if not script("semaphore_give")(self.client, self._keys(), [token, int(self.bounded), keep]):
             raise ValueError(f"{self!r} released too many times")
 
     def get_value(self) -> int:
         """The free slots now."""
         holders, extra, _ = self._keys()
-        return int(self.client.eval(_FREE, 2, holders, extra, self.value))
+        return int(script("semaphore_free")(self.client, [holders, extra], [self.value]))
 
     def __enter__(self) -> bool:
         return self.acquire()

@@ -15,83 +15,7 @@ import queue
 from typing import Any
 
 from tasks.coordination.base import DEFAULT_LEASE, Deadline, Shared, checked_lease
-from tasks.coordination.locks import WAKE_KEEP
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-"""
-_WAKE_ONE = """
-redis.call('RPUSH', {key}, 1)
-redis.call('LTRIM', {key}, -{keep}, -1)
-redis.call('EXPIRE', {key}, 3600)
-"""
-# KEYS: items, leased (id -> lease end), payloads (id -> item), the ready wake list.
-# Items whose lease ended go back to the head of the queue, in the order they were taken.
-_REQUEUE = (
-    _NOW
-    + """
-local ended = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for i = #ended, 1, -1 do
-  local item = redis.call('HGET', KEYS[3], ended[i])
-  if item then
-    redis.call('LPUSH', KEYS[1], item)
-"""
-    + _WAKE_ONE.format(key="KEYS[4]", keep=WAKE_KEEP)
-    + """
-  end
-  redis.call('HDEL', KEYS[3], ended[i])
-end
-if #ended > 0 then redis.call('ZREM', KEYS[2], unpack(ended)) end
-"""
-)
-# KEYS: items, leased, payloads, ready, space, the id counter. ARGV: lease seconds (0: not
-# reliable). Returns {id, item} (id '' when not leased), or nil when the queue is empty.
-_GET = (
-    _REQUEUE
-    + """
-local item = redis.call('LPOP', KEYS[1])
-if not item then return nil end
-if tonumber(ARGV[1]) == 0 then
-"""
-    + _WAKE_ONE.format(key="KEYS[5]", keep=WAKE_KEEP)
-    + """
-  return {'', item}
-end
-local id = tostring(redis.call('INCR', KEYS[6]))
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), id)
-redis.call('HSET', KEYS[3], id, item)
-return {id, item}
-"""
-)
-# KEYS: items, leased, payloads, ready. ARGV: the item, maxsize (0: unbounded). 1 put, 0 full.
-_PUT = (
-    _REQUEUE
-    + """
-local size = redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
-if tonumber(ARGV[2]) > 0 and size >= tonumber(ARGV[2]) then return 0 end
-redis.call('RPUSH', KEYS[1], ARGV[1])
-"""
-    + _WAKE_ONE.format(key="KEYS[4]", keep=WAKE_KEEP)
-    + """
-return 1
-"""
-)
-# KEYS: items, leased. Items waiting and leased.
-_SIZE = """
-return redis.call('LLEN', KEYS[1]) + redis.call('ZCARD', KEYS[2])
-"""
-# KEYS: leased, payloads, space. ARGV: id. 1 done, 0 its lease had ended (it was requeued).
-_DONE = (
-    """
-redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-"""
-    + _WAKE_ONE.format(key="KEYS[3]", keep=WAKE_KEEP)
-    + """
-return 1
-"""
-)
+from tasks.lua import script
 
 
 class Queue(Shared):
@@ -132,7 +56,9 @@ class Queue(Shared):
             self.client.sadd(self.key(":data"), data)
         deadline = Deadline(timeout if block else 0)
         try:
-            while not self.client.eval(_PUT, 4, items, leased, payloads, ready, item, self.maxsize):
+            while not script("queue_put")(
+                self.client, [items, leased, payloads, ready], [item, self.maxsize]
+            ):
                 if not block or deadline.passed():
                     raise queue.Full
                 self.client.blpop([space], timeout=deadline.slice())
@@ -156,7 +82,9 @@ class Queue(Shared):
         lease = self.lease if self.reliable else 0
         deadline = Deadline(timeout if block else 0)
         while True:
-            found = self.client.eval(_GET, 6, items, leased, payloads, ready, space, self.key(":ids"), lease)
+            found = script("queue_get")(
+                self.client, [items, leased, payloads, ready, space, self.key(":ids")], [lease]
+            )
             if found:
                 task_id, item = found
                 from tasks.payload import decode_item
@@ -180,7 +108,7 @@ class Queue(Shared):
         self._undone -= 1
         if self.reliable:
             _, leased, payloads, _, space = self._keys()
-            self.client.eval(_DONE, 3, leased, payloads, space, self._taken.pop(0))
+            script("queue_done")(self.client, [leased, payloads, space], [self._taken.pop(0)])
             self._drop_data(self._taken_data.pop(0))
 
     def put_nowait(self, obj: Any) -> None:
@@ -199,7 +127,7 @@ class Queue(Shared):
     def full(self) -> bool:
         if self.maxsize == 0:
             return False
-        size = self.client.eval(_SIZE, 2, self.key(), self.key(":leased"))
+        size = script("queue_size")(self.client, [self.key(), self.key(":leased")])
         return int(size) >= self.maxsize
 
     def close(self) -> None:
