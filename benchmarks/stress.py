@@ -5,8 +5,8 @@ free loopback port, a temporary data dir) and two `celery -A tasks worker` proce
 node names). Several producer threads, each with its own Pool, map a counted task over 200
 items again and again (map, imap_unordered and map_async in turn) while a chaos thread, at
 random intervals, SIGKILLs a random prefork child or a whole worker (main process and children)
-and restarts every worker it killed. A short visibility timeout lets the broker hand a dead
-worker's chunks to another one.
+and restarts every worker it killed. With the default settings (an hour's visibility timeout):
+a dead worker's chunks go to another one once its liveness key expires (tasks/inflight.py).
 
 When the time is up the chaos stops, every worker is back, and the maps still in flight get
 `--drain` seconds to finish. It prints maps run, tasks run, faults injected, results lost (must
@@ -26,7 +26,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -37,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.stress_cluster import Workers, free_port, kill_broker
 from tasks import app
 
 if TYPE_CHECKING:
     from producer import Pool
-    from producer.cluster import LocalCluster
-    from tasks.app import FarpoolCelery
+    from producer.embedded import EmbeddedServer
 
 TASK = "benchmarks.stress.counted"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -108,59 +107,24 @@ class Chaos:
     restarts: int = 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# -- the cluster ------------------------------------------------------------------------------------
-
-
-class Workers:
-    """Two (or more) local workers on one broker; kill and restart them by slot."""
-
-    def __init__(self, settings: Any, app: FarpoolCelery, count: int) -> None:
-        self.settings = settings
-        self.app = app
-        self.slots: list[LocalCluster | None] = [None] * count
-        self.lock = threading.Lock()
-
-    def start(self, slot: int) -> None:
-        from producer.cluster import LocalCluster
-
-        worker = LocalCluster(self.settings, self.app)
-        worker.start_worker()
-        with self.lock:
-            self.slots[slot] = worker
-
-    def main_pid(self, slot: int) -> int | None:
-        worker = self.slots[slot]
-        if worker is None or not worker.children or not worker.worker.running():
-            return None
-        return worker.worker.pid
-
-    def kill(self, slot: int) -> None:
-        """SIGKILL the worker's whole process group, then forget it."""
-        with self.lock:
-            worker, self.slots[slot] = self.slots[slot], None
-        if worker is None:
-            return
-        worker.kill_worker()
-        worker.stop()
-
-    def stop(self) -> None:
-        for slot in range(len(self.slots)):
-            worker, self.slots[slot] = self.slots[slot], None
-            if worker is not None:
-                worker.stop()
-
-
-def chaos_loop(workers: Workers, chaos: Chaos, stop: threading.Event, rng: random.Random, gap: float) -> None:
-    """Every gap/2..3gap/2 s: SIGKILL a random prefork child (2/3) or a whole worker (1/3)."""
+def chaos_loop(
+    workers: Workers,
+    chaos: Chaos,
+    stop: threading.Event,
+    rng: random.Random,
+    gap: float,
+    server: EmbeddedServer | None = None,
+    broker_share: float = 0.0,
+) -> None:
+    """Every gap/2..3gap/2 s: SIGKILL the broker (broker_share of the faults), else a random
+    prefork child (2/3) or a whole worker main process and its children (1/3)."""
     from producer.cluster import child_pids
 
     while not stop.wait(rng.uniform(gap / 2, 3 * gap / 2)):
+        if server is not None and rng.random() < broker_share:
+            kill_broker(server)
+            chaos.faults["broker"] += 1
+            continue
         slot = rng.randrange(len(workers.slots))
         pid = workers.main_pid(slot)
         if pid is None:
@@ -251,15 +215,24 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-every", type=float, default=4.0, help="mean seconds between faults (default 4)"
     )
-    parser.add_argument("--visibility-timeout", type=int, default=5, help="seconds (default 5)")
+    parser.add_argument("--visibility-timeout", type=int, default=3600, help="seconds (default 3600)")
     parser.add_argument(
         "--drain", type=float, default=150, help="seconds the last maps get to finish (default 150)"
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument(
+        "--broker-kills",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the faults that SIGKILL the broker (AOF, appendfsync always), e.g. 0.2 (default 0)",
+    )
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> int:
+    import redis
+
     from config import load_settings
     from producer import Pool
     from producer.embedded import EmbeddedServer, ServerAddress
@@ -275,6 +248,7 @@ def run(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([before] if before else [])])
     server = EmbeddedServer(ServerAddress("127.0.0.1", free_port(), None), data_dir)
     server.start()
+    redis.Redis.from_url(server.url).config_set("appendfsync", "always")  # what kill_broker keeps
     settings = load_settings(
         broker_url=server.url,
         result_backend=server.url,
@@ -314,7 +288,7 @@ def run(argv: list[str] | None = None) -> int:
             producers.threads.append(thread)
         chaos_thread = threading.Thread(
             target=chaos_loop,
-            args=(workers, chaos, stop_chaos, rng, options.fault_every),
+            args=(workers, chaos, stop_chaos, rng, options.fault_every, server, options.broker_kills),
             name="chaos",
             daemon=True,
         )
@@ -366,7 +340,8 @@ def report(tally: Tally, chaos: Chaos, runs: int, distinct: int, leftover: int, 
         ("tasks run", f"{runs} ({runs - distinct} of them re-runs of a redelivered chunk)"),
         (
             "faults injected",
-            f"{faults} ({chaos.faults['child']} prefork children, {chaos.faults['worker']} whole workers; "
+            f"{faults} ({chaos.faults['child']} prefork children, {chaos.faults['worker']} whole workers, "
+            f"{chaos.faults['broker']} broker kills; "
             f"{chaos.restarts} restarts)",
         ),
         ("results lost", f"{tally.lost}"),

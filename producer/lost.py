@@ -5,8 +5,9 @@ master acknowledged, and a server restarted without persistence has none. A task
 pool is then nowhere: not queued, not held by a worker (kombu keeps what a worker took in its
 `unacked` hash until the ack, which farpool sends only after the result is stored), and with no
 result. Waiting for it would wait for ever. The ledger asks this module when the server it
-talks to has changed (another run id), twice a second apart, since a worker's take and its
-`unacked` entry are two commands.
+talks to has changed (another run id), twice a second apart. A worker holds what it took in its
+own in-flight list (tasks/inflight.py), moved there by the take itself; kombu's `unacked` hash
+holds what a worker of a farpool before it took, and what was taken outside that path.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ from typing import Any
 
 from celery import Celery
 
+from tasks.inflight import CONSUMERS, INFLIGHT_PREFIX
+
 UNACKED = "unacked"  # kombu's Redis transport default (unacked_key)
 
-# KEYS: the queue, the unacked hash. ARGV: task ids. Returns the ids found in neither.
+# KEYS: the queue, the unacked hash, the consumers' set. ARGV: the in-flight lists' prefix, then
+# task ids. Returns the ids found nowhere. The in-flight lists are named by the consumers' set,
+# read in the same script, so that a take between two reads cannot hide a message.
 _MISSING = """
+local prefix = table.remove(ARGV, 1)
 local wanted = {}
 for i = 1, #ARGV do wanted[ARGV[i]] = true end
 local function decoded(text)
@@ -35,6 +41,9 @@ for _, text in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do seen(decoded(text
 for _, text in ipairs(redis.call('HVALS', KEYS[2])) do
   local entry = decoded(text)
   if entry then seen(entry[1]) end
+end
+for _, consumer in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  for _, text in ipairs(redis.call('LRANGE', prefix .. consumer, 0, -1)) do seen(decoded(text)) end
 end
 local missing = {}
 for id in pairs(wanted) do missing[#missing + 1] = id end
@@ -54,5 +63,5 @@ def missing_tasks(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]
     with app.connection_for_read() as connection:
         channel: Any = connection.default_channel  # kombu's Redis channel
         client = channel.client
-        found = client.eval(_MISSING, 2, queue, UNACKED, *waiting)
+        found = client.eval(_MISSING, 3, queue, UNACKED, CONSUMERS, INFLIGHT_PREFIX, *waiting)
     return sorted(str(task_id, "utf-8") if isinstance(task_id, bytes) else str(task_id) for task_id in found)

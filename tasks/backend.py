@@ -9,12 +9,14 @@
    A mark goes with the store it drops, or when its message is withdrawn from the queue
    (`withdrawn`), or with its abandoned chord (`forget_chord`): nothing is left for a day.
 2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
-   past the visibility timeout) and both runs may store: only the first store is kept. The
+   long enough for its liveness key to expire, tasks/inflight.py) and both runs may store:
+   only the first store is kept. The
    redelivered run marks its task as *twinned* when it starts (`expect_twin`); whichever run
    stores first turns the mark to "stored", so the other run's store is dropped (and the mark
    with it), even after the producer collected the first result and deleted it. A mark whose
-   other run never stores (its host lost power) expires by itself once that run could no longer
-   store: a visibility timeout and a worker's store retries after the redelivery.
+   other run never stores (its host lost power) expires by itself a visibility timeout and a
+   worker's store retries after the redelivery (a cut-off run longer than that could still
+   store late: its result would then be a stray key, expiring with FARPOOL_RESULT_EXPIRES).
 3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
    process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
    subscribes each member (`then`); farpool's producer collects with one listener of its own
@@ -44,8 +46,9 @@ from tasks.transport import no_retries
 
 DISCARDED = "farpool-discarded"
 TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs may store
-# How long after a redelivered run starts the other run may still store: it started a visibility
-# timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
+# How long after a redelivered run starts the other run may still store, beyond the visibility
+# timeout (the longest chunk a deployment expects): a worker retries a result store for up to
+# about 60 × (1 + 2 × 3) s.
 STORE_RETRY_SECONDS = 420
 # A dropped store keeps its reason (discarded, twinned) this long: the same store replayed after
 # its reply was lost (a worker reconnecting after a cut) is dropped again.
