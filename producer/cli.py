@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import runpy
@@ -170,13 +171,15 @@ def result(result_id: str, timeout: float | None) -> None:
     from producer.embedded import reachable
     from producer.errors import BrokerUnavailable
     from producer.ledger import Ledger
+    from producer.lost import missing_tasks
     from producer.results import attach_result
     from tasks import app
 
     url = app.settings.backend_url
     if not reachable(url):
         raise BrokerUnavailable(f"no result backend answers at {mask_url(url)}")
-    ledger = Ledger(app, give_up_after=app.settings.broker_timeout)
+    lost = functools.partial(missing_tasks, app, app.settings.queue)  # when the broker answers
+    ledger = Ledger(app, give_up_after=app.settings.broker_timeout, find_missing=lost)
     try:
         echo_json(attach_result(ledger, result_id).get(timeout))
     finally:

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -30,6 +30,7 @@ from config import mask_url
 from producer.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
 from producer.errors import BrokerUnavailable, LostTasks
 from producer.listener import ResultListener
+from producer.lost import FindMissing, LostLook
 from producer.records import find_record
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
@@ -39,8 +40,6 @@ from tasks.encoding import take_references
 from tasks.payload import resolve
 
 OnReady = Callable[[str, dict[str, Any]], None]
-FindMissing = Callable[[Sequence[str]], list[str]]
-LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
 VERIFY_AFTER = 1.0
 
@@ -50,6 +49,7 @@ class Expected:
     task_id: str
     on_ready: OnReady
     owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
+    queued: bool = True  # sent by a producer (a chord's gather is sent by a worker, at the end)
 
 
 class Ledger:
@@ -86,7 +86,7 @@ class Ledger:
         self._idle = threading.Condition(self._lock)
         self._closed = False
         self._watch = BrokerWatch(give_up_after)
-        self._find_missing = find_missing
+        self._lost_look = LostLook(find_missing)
         self._withdraw = withdraw
         self._server = self._server_id()
         self._listener = ResultListener(
@@ -107,12 +107,14 @@ class Ledger:
         owned: bool = True,
         record: tuple[str, dict[str, Any]] | None = None,
         unsent: bool = False,
+        sent_later: Collection[str] = (),
     ) -> None:
         """Call on_ready(task_id, meta) once for each task as soon as it is ready.
 
         `record` (id, description) is stored alongside, in the same round trip, so that
         `recorded(id)` finds the call from any process until it is collected or expires.
         Tasks `unsent` yet cannot have stored anything: their results are not looked for.
+        Tasks `sent_later` (by a worker) are not looked for in the queue while they are awaited.
         """
         keys = {self.key(task_id): task_id for task_id in task_ids}
         with self._lock:
@@ -121,9 +123,10 @@ class Ledger:
             for key, task_id in keys.items():
                 if key not in self._expected and owned:
                     self._owned += 1
-                self._expected[key] = Expected(task_id, on_ready, owned)
+                self._expected[key] = Expected(task_id, on_ready, owned, task_id not in sent_later)
             if keys:
                 self._listener.subscribe(*keys)
+                self._lost_look.progressed()
             if unsent:
                 self._unverified.extend(keys)
         if record is not None or not unsent:
@@ -298,6 +301,7 @@ class Ledger:
             meta = {"status": states.FAILURE, "result": error, "traceback": None}
         if meta["status"] not in states.READY_STATES:
             return
+        self._lost_look.progressed()
         with self._lock:
             claimed = self._forget([key])
             if not claimed:  # not expected, or another thread delivers it
@@ -338,6 +342,11 @@ class Ledger:
             self._verifying, self._unverified = self._unverified, []
         if keys:
             self._read_stored(keys)
+        self._fail_lost(self._lost_look.stalled(self._queued), LostTasks.nowhere)
+
+    def _queued(self) -> list[str]:
+        with self._lock:
+            return [expected.task_id for expected in self._expected.values() if expected.queued]
 
     def _lost(self, error: Exception) -> None:
         silent = self._watch.failed()
@@ -360,21 +369,16 @@ class Ledger:
     def _check_server(self) -> None:
         """After a reconnect to another server, fail the tasks it no longer has (producer/lost.py)."""
         server = self._server_id()
-        if server == self._server or self._find_missing is None:
-            return
-        self._server = server
-        with self._lock:
-            waiting = [expected.task_id for expected in self._expected.values()]
-        missing = self._find_missing(waiting)
-        if missing:
-            time.sleep(LOST_RECHECK)
-            missing = self._find_missing(missing)
-        if not missing:
-            return
+        if server != self._server:
+            self._server = server
+            self._fail_lost(self._lost_look.missing(self._queued()), LostTasks.after_change)
+
+    def _fail_lost(self, missing: list[str], error: Callable[[str, int], LostTasks]) -> None:
         lost = {self.key(task_id) for task_id in missing}
         with self._lock:
             gone = [expected for key, expected in self._expected.items() if key in lost]
-        self._fail(gone, LostTasks.after_change(mask_url(str(self.backend.url)), len(missing)))
+        if gone:
+            self._fail(gone, error(mask_url(str(self.backend.url)), len(missing)))
 
     def _fail(self, gone: list[Expected], error: BaseException) -> None:
         """Stop expecting these tasks and hand each caller waiting on them `error`."""

@@ -230,7 +230,10 @@ class MapResult(_Result[list[R]]):
             self._settle([])
             return
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect(self.task_ids, self._arrived, owned=owned, record=record, unsent=owned)
+        gather = [sent.id] if sent.gathered else []  # sent by the worker that ends the last chunk
+        ledger.expect(
+            self.task_ids, self._arrived, owned=owned, record=record, unsent=owned, sent_later=gather
+        )
 
     def _arrived(self, task_id: str, meta: dict[str, Any]) -> None:
         with self._count_lock:
