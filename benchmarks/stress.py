@@ -217,7 +217,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--visibility-timeout", type=int, default=3600, help="seconds (default 3600)")
     parser.add_argument(
-        "--drain", type=float, default=150, help="seconds the last maps get to finish (default 150)"
+        "--drain", type=float, default=60, help="seconds the last maps get to finish (default 60)"
+    )
+    parser.add_argument(
+        "--paths",
+        default="farpool",
+        help="consume paths battled in turn, comma-separated: farpool, kombu (Celery's stock Redis "
+        "transport, for comparison: its losses are printed, they do not fail the run)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
     parser.add_argument(
@@ -231,6 +237,27 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    seed = options.seed if options.seed is not None else random.randrange(2**32)
+    paths = [path.strip() for path in options.paths.split(",") if path.strip()]
+    unknown = sorted(set(paths) - {"farpool", "kombu"})
+    if unknown or not paths:
+        print(f"--paths: unknown consume path(s) {unknown}: give farpool and/or kombu", file=sys.stderr)
+        return 2
+    outcomes = {path: battle(options, path, seed) for path in paths}
+    if len(outcomes) > 1:
+        print("\nside by side (same seed, same faults schedule, default settings):")
+        for path, tally in outcomes.items():
+            print(
+                f"  {path:8} results lost {tally.lost}, duplicates {tally.duplicates}, "
+                f"maps failed or unfinished {tally.maps_failed} of {tally.maps}"
+            )
+    farpool = outcomes.get("farpool")
+    return 1 if farpool is not None and (farpool.lost or farpool.duplicates or farpool.wrong) else 0
+
+
+def battle(options: argparse.Namespace, consume_path: str, seed: int) -> Tally:
+    """One chaos run on `consume_path`; its tally (reported, and its data kept if it lost any)."""
     import redis
 
     from config import load_settings
@@ -238,8 +265,6 @@ def run(argv: list[str] | None = None) -> int:
     from producer.embedded import EmbeddedServer, ServerAddress
     from tasks import create_app
 
-    options = parse(argv)
-    seed = options.seed if options.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     data_dir = Path(tempfile.mkdtemp(prefix="farpool-stress-"))
     runs_dir = data_dir / "runs"
@@ -259,6 +284,7 @@ def run(argv: list[str] | None = None) -> int:
         include=("benchmarks.stress",),
         visibility_timeout=options.visibility_timeout,
         result_expires=600,
+        consume_path=consume_path,
     )
     cluster_app = create_app(settings)
     workers = Workers(settings, cluster_app, options.workers)
@@ -266,7 +292,8 @@ def run(argv: list[str] | None = None) -> int:
     stop_producers, stop_chaos = threading.Event(), threading.Event()
     pools: list[Pool] = []
     print(
-        f"stress: {options.seconds:.0f} s, {options.producers} producers × {options.items} items "
+        f"stress ({consume_path}'s consume path): {options.seconds:.0f} s, "
+        f"{options.producers} producers × {options.items} items "
         f"(chunksize {options.chunksize}), {options.workers} workers × {options.concurrency} processes, "
         f"a fault every ~{options.fault_every:.0f} s, visibility timeout {options.visibility_timeout} s, "
         f"seed {seed}; data in {data_dir}",
@@ -324,10 +351,11 @@ def run(argv: list[str] | None = None) -> int:
         cluster_app.close()
     report(tally, chaos, runs, distinct, leftover, elapsed)
     if tally.lost or tally.duplicates or tally.wrong:
-        print(f"FAILED: worker logs and runs files kept in {data_dir}")
-        return 1
-    shutil.rmtree(data_dir, ignore_errors=True)
-    return 0
+        verdict = "FAILED" if consume_path == "farpool" else "lost"
+        print(f"{verdict}: worker logs and runs files kept in {data_dir}")
+    else:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return tally
 
 
 def report(tally: Tally, chaos: Chaos, runs: int, distinct: int, leftover: int, elapsed: float) -> None:

@@ -45,6 +45,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A message's body is farpool-JSON text: kombu's default base64 around it cost a third
         # more bytes through Redis and an encode and decode per message.
         "body_encoding": None,
+        # A producer's batch of messages cut off by a broker restart waits this long for it
+        # (tasks/publish_batch.py), as a producer waits for results (FARPOOL_BROKER_TIMEOUT).
+        "publish_patience": settings.broker_timeout,
     }
     if settings.sentinel_master:
         transport_options["master_name"] = settings.sentinel_master

@@ -22,39 +22,24 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.inflight import CONSUMERS, INFLIGHT_PREFIX
+from tasks.inflight import CONSUMERS, INFLIGHT_PREFIX, TASK_IDS_PRESENT_LUA, UNACKED
 
 logger = logging.getLogger("farpool")
-UNACKED = "unacked"  # kombu's Redis transport default (unacked_key)
 
 # KEYS: the queue, the unacked hash, the consumers' set. ARGV: the in-flight lists' prefix, then
-# task ids. Returns the ids found nowhere. The in-flight lists are named by the consumers' set,
-# read in the same script, so that a take between two reads cannot hide a message.
-_MISSING = """
+# task ids. Returns the ids found nowhere.
+_MISSING = (
+    TASK_IDS_PRESENT_LUA
+    + """
 local prefix = table.remove(ARGV, 1)
-local wanted = {}
-for i = 1, #ARGV do wanted[ARGV[i]] = true end
-local function decoded(text)
-  local ok, value = pcall(cjson.decode, text)
-  if ok and type(value) == 'table' then return value end
-end
-local function seen(message)
-  if message and type(message.headers) == 'table' and message.headers.id then
-    wanted[message.headers.id] = nil
-  end
-end
-for _, text in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do seen(decoded(text)) end
-for _, text in ipairs(redis.call('HVALS', KEYS[2])) do
-  local entry = decoded(text)
-  if entry then seen(entry[1]) end
-end
-for _, consumer in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  for _, text in ipairs(redis.call('LRANGE', prefix .. consumer, 0, -1)) do seen(decoded(text)) end
-end
+local present = task_ids_present(KEYS[1], KEYS[2], KEYS[3], prefix)
 local missing = {}
-for id in pairs(wanted) do missing[#missing + 1] = id end
+for i = 1, #ARGV do
+  if not present[ARGV[i]] then missing[#missing + 1] = ARGV[i] end
+end
 return missing
 """
+)
 
 
 def missing_tasks(app: Celery, queue: str, task_ids: Sequence[str]) -> list[str]:

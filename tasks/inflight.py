@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 CONSUMERS = "farpool-consumers"
 INFLIGHT_PREFIX = "farpool-inflight:"
 ALIVE_PREFIX = "farpool-alive:"
+UNACKED = "unacked"  # kombu's Redis transport default (unacked_key)
 REFRESH_SECONDS = 1.0  # how often a consumer refreshes its liveness key, and sweeps
 ALIVE_TTL = 4  # seconds a liveness key outlives its last refresh
 CONFIRM_SECONDS = 2.0  # a consumer silent this long after a sweep first saw it silent is gone
@@ -63,6 +64,30 @@ if redis.call('EXISTS', KEYS[3]) == 0 and redis.call('LLEN', KEYS[2]) == 0 then
   return redis.call('SREM', KEYS[1], ARGV[1])
 end
 return 0
+"""
+
+
+# A Lua function for scripts: the set (table) of task ids whose message is in `queue`, in kombu's
+# `unacked` hash or in an in-flight list of a consumer named in `consumers`. One script reads
+# them all, so that a take between two reads cannot hide a message.
+TASK_IDS_PRESENT_LUA = """
+local function task_ids_present(queue, unacked, consumers, prefix)
+  local present = {}
+  local function seen(text, unpack_entry)
+    local ok, value = pcall(cjson.decode, text)
+    if not ok or type(value) ~= 'table' then return end
+    if unpack_entry then value = value[1] end
+    if type(value) == 'table' and type(value.headers) == 'table' and value.headers.id then
+      present[value.headers.id] = true
+    end
+  end
+  for _, text in ipairs(redis.call('LRANGE', queue, 0, -1)) do seen(text, false) end
+  for _, text in ipairs(redis.call('HVALS', unacked)) do seen(text, true) end
+  for _, consumer in ipairs(redis.call('SMEMBERS', consumers)) do
+    for _, text in ipairs(redis.call('LRANGE', prefix .. consumer, 0, -1)) do seen(text, false) end
+  end
+  return present
+end
 """
 
 

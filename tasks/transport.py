@@ -28,6 +28,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tasks.inflight import Holder
+from tasks.publish_batch import SurvivingPublishBatch
 
 
 def no_retries() -> Retry:
@@ -129,6 +130,10 @@ class Channel(_ReusedClient, kombu_redis.Channel):
     # No priority queues: BLMOVE takes from one list (farpool sends no priorities; a message
     # sent with one goes to the queue itself, as kombu's priority steps would put priority 0).
     priority_steps = [0]  # noqa: RUF012 - kombu's class attribute
+
+    # Seconds a batch of publishes waits for a restarted broker (tasks/publish_batch.py).
+    publish_patience = 60.0
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "publish_patience")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._no_ack_queues: set[str] = set()
@@ -245,6 +250,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
                 _taken_not_recorded.append((payload, exchange, routing_key))
                 return
             logger.warning("put a message back on its queue: taken when the broker went away, never run")
+
+    def create_publish_batch(self, max_size: int) -> SurvivingPublishBatch:
+        return SurvivingPublishBatch(self, max_size, self.publish_patience)
 
     @property
     def supports_batch_publish(self) -> bool:

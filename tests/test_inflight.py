@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import redis
 from conftest import cluster_settings, free_port
 from faults_support import Background, alive, fault_cluster
 from helpers import poll
+from kombu.transport import redis as kombu_redis
 from test_faults import COUNTED, check_exactly_once, counted_items
 from usertasks_faults import held_pid, run_counts
 
@@ -249,6 +251,57 @@ def test_a_requeue_that_meets_a_dead_broker_is_retried(tmp_path: Path) -> None:
                 (message,) = client.lrange(queue, 0, -1)
         assert json.loads(message)["headers"]["id"] == sent
         assert json.loads(message)["headers"]["redelivered"] is True
+    finally:
+        server.stop()
+        app.close()
+
+
+def test_a_batch_of_publishes_cut_off_by_a_broker_restart_is_sent_once_it_is_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A map's messages go out as one pipeline. The broker is down at the flush: the flush fails
+    (kombu raised BatchPublishError, and the map with it); farpool's batch waits for the broker
+    and pushes each message that is nowhere, once. One of them is in the queue already, as when
+    part of a pipeline reached the server before it went away."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, tmp_path)
+    server.start()
+    app = create_app(cluster_settings(server.url, tmp_path))
+    queue = app.settings.queue
+    failed = threading.Event()
+    real_flush = kombu_redis.PublishBatch.flush
+
+    def flush_noting_failure(batch: Any) -> None:
+        try:
+            real_flush(batch)
+        except Exception:
+            failed.set()
+            raise
+
+    def restart_after_the_failure() -> None:
+        failed.wait(60)
+        server.start()
+
+    monkeypatch.setattr(kombu_redis.PublishBatch, "flush", flush_noting_failure)
+    try:
+        with raw(server.url) as client:
+            client.config_set("appendfsync", "always")
+        first = app.send_task("tasks.examples.square", args=[0], queue=queue).id
+        with app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+            ids = [first] + [
+                app.send_task("tasks.examples.square", args=[x], queue=queue, producer=producer).id
+                for x in range(1, 5)
+            ]
+            app.send_task("tasks.examples.square", args=[0], queue=queue, producer=producer, task_id=first)
+            kill_broker(server)
+            restart = threading.Thread(target=restart_after_the_failure)
+            restart.start()
+        restart.join()
+        assert failed.is_set()
+        with raw(server.url) as client:
+            queued = [json.loads(text)["headers"]["id"] for text in client.lrange(queue, 0, -1)]
+        assert sorted(queued) == sorted(ids)
     finally:
         server.stop()
         app.close()
