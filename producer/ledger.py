@@ -15,6 +15,7 @@ multiprocessing, join() waits for a failed map's chunks that were still running.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -31,6 +32,7 @@ from producer.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
 from producer.errors import BrokerUnavailable, LostTasks
 from producer.listener import ResultListener
 from producer.lost import FindMissing, LostLook
+from producer.patience import patiently
 from producer.records import find_record
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
@@ -130,7 +132,8 @@ class Ledger:
             if unsent:
                 self._unverified.extend(keys)
         if record is not None or not unsent:
-            self._read_stored([] if unsent else list(keys), record)
+            stored = functools.partial(self._read_stored, [] if unsent else list(keys), record)
+            patiently(stored, self._watch.give_up_after)
 
     def uncollected(self) -> list[str]:
         """The tasks this pool sent whose results it has not collected: in flight, or arrived."""

@@ -57,7 +57,13 @@ class ResultListener:
         self.thread.start()
 
     def subscribe(self, *keys: bytes) -> None:
-        self._pubsub.subscribe(*keys)
+        try:
+            self._pubsub.subscribe(*keys)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            # redis-py records a subscription once its command went out: record these, so that
+            # the listener's reconnect subscribes to them with the rest, then reads them back.
+            self._pubsub.channels.update(dict.fromkeys(keys))
+            self._resync = True
 
     def unsubscribe(self, *keys: bytes) -> None:
         if not self._closed:
