@@ -50,6 +50,8 @@ TWIN_PREFIX = "farpool-twin-"  # a task whose message was redelivered: two runs 
 # timeout (the longest chunk a deployment expects): a worker retries a result store for up to
 # about 60 × (1 + 2 × 3) s.
 STORE_RETRY_SECONDS = 420
+CHORD_PART_PATIENCE = 60.0  # seconds a map_async's part waits for a restarted broker to count it
+CHORD_PART_BACKOFF = 0.5
 # A dropped store keeps its reason (discarded, twinned) this long: the same store replayed after
 # its reply was lost (a worker reconnecting after a cut) is dropped again.
 REPLAY_GRACE = 60
@@ -277,7 +279,17 @@ class _FarpoolResults:
         """Celery's, then, for a map_async's chord that just failed or was abandoned (this part's
         store was dropped), its saved results go (Celery keeps them until they expire; nobody
         reads them). A part that succeeded in a live chord needs nothing more."""
-        returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+        deadline = time.monotonic() + CHORD_PART_PATIENCE
+        while True:
+            # Celery's script counts a part once (by task id), so a retry after a lost reply
+            # cannot count it twice; without one, the chunk was failed for the broker's restart.
+            try:
+                returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(CHORD_PART_BACKOFF)
         if request.group and request.chord and request.chord.get("task") == GATHER:
             dropped = getattr(_last_store, "dropped", None) == self.get_key_for_task(request.id)  # type: ignore[attr-defined]
             if state != states.SUCCESS or dropped:
