@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -31,8 +31,9 @@ from config import mask_url
 from producer.cleanup import KEY_BATCH, Withdraw, delete_keys, drop_abandoned
 from producer.errors import BrokerUnavailable, LostTasks
 from producer.listener import ResultListener
-from producer.lost import FindMissing, LostLook
+from producer.lost import FindMissing, LostLook, looked_for, server_run_id
 from producer.patience import patiently
+from producer.publishing import all_sent_before
 from producer.records import find_record
 from producer.watch import BrokerWatch
 from tasks.backend import DISCARDED
@@ -52,6 +53,7 @@ class Expected:
     on_ready: OnReady
     owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
     queued: bool = True  # sent by a producer (a chord's gather is sent by a worker, at the end)
+    since: float = field(default_factory=time.monotonic)
 
 
 class Ledger:
@@ -90,7 +92,7 @@ class Ledger:
         self._watch = BrokerWatch(give_up_after)
         self._lost_look = LostLook(find_missing)
         self._withdraw = withdraw
-        self._server = self._server_id()
+        self._server = server_run_id(self.client)
         self._listener = ResultListener(
             self.client, self._watch, self._deliver, self._verify, self._resync, self._lost, self._awaiting
         )
@@ -348,8 +350,9 @@ class Ledger:
         self._fail_lost(self._lost_look.stalled(self._queued), LostTasks.nowhere)
 
     def _queued(self) -> list[str]:
+        sent_before = all_sent_before(self.app)
         with self._lock:
-            return [expected.task_id for expected in self._expected.values() if expected.queued]
+            return looked_for(self._expected.values(), sent_before)
 
     def _lost(self, error: Exception) -> None:
         silent = self._watch.failed()
@@ -365,13 +368,9 @@ class Ledger:
         with self._lock:
             self._draining.clear()
 
-    def _server_id(self) -> str:
-        """The run id of the server the results come from: another one after a failover or a restart."""
-        return str(self.client.info("server").get("run_id", ""))
-
     def _check_server(self) -> None:
         """After a reconnect to another server, fail the tasks it no longer has (producer/lost.py)."""
-        server = self._server_id()
+        server = server_run_id(self.client)
         if server != self._server:
             self._server = server
             self._fail_lost(self._lost_look.missing(self._queued()), LostTasks.after_change)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from celery import Celery
@@ -67,6 +67,21 @@ FindMissing = Callable[[Sequence[str]], list[str]]
 LOST_RECHECK = 1.0  # seconds between the two looks that must both find a task nowhere
 STALL_SECONDS = 3.0  # nothing arrived for this long: look whether the broker still has the tasks
 LOOK_AT_MOST_EVERY = 10.0  # while stalled, the looks space out to this (each reads the queue)
+
+
+def server_run_id(client: Any) -> str:
+    """The run id of a server: another one after a failover or a restart."""
+    return str(client.info("server").get("run_id", ""))
+
+
+def looked_for(awaited: Iterable[Any], sent_before: float | None) -> list[str]:
+    """The ids of the awaited calls (ledger.Expected) that a producer has sent: attached ones,
+    and this pool's own expected before `sent_before` (publishing.all_sent_before)."""
+    return [
+        expected.task_id
+        for expected in awaited
+        if expected.queued and (not expected.owned or (sent_before or 0.0) > expected.since)
+    ]
 
 
 class LostLook:
