@@ -52,8 +52,8 @@ $(VENV)/.bench: $(VENV)/.runtime
 bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their goals.
 	$(PY) -m benchmarks
 
-stress: $(VENV)/.dev ## 60 s of maps under injected faults: lost, duplicated, left behind.
-	$(PY) -m benchmarks.stress
+stress: $(VENV)/.dev ## A kill battle (workers, children, the broker), farpool's consume path then kombu's.
+	$(PY) -m benchmarks.stress --paths farpool,kombu --seconds 60 --chunksize 1 --items 40 --broker-kills 0.25
 
 failover: $(VENV)/.dev ## (root) Faults across hosts timed, then 10 Sentinel failovers: what is lost.
 	$(PY) -m benchmarks.recovery

@@ -5,8 +5,8 @@ free loopback port, a temporary data dir) and two `celery -A tasks worker` proce
 node names). Several producer threads, each with its own Pool, map a counted task over 200
 items again and again (map, imap_unordered and map_async in turn) while a chaos thread, at
 random intervals, SIGKILLs a random prefork child or a whole worker (main process and children)
-and restarts every worker it killed. A short visibility timeout lets the broker hand a dead
-worker's chunks to another one.
+and restarts every worker it killed. With the default settings (an hour's visibility timeout):
+a dead worker's chunks go to another one once its liveness key expires (tasks/inflight.py).
 
 When the time is up the chaos stops, every worker is back, and the maps still in flight get
 `--drain` seconds to finish. It prints maps run, tasks run, faults injected, results lost (must
@@ -36,12 +36,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.stress_cluster import Workers, kill_broker
 from tasks import app
 
 if TYPE_CHECKING:
     from producer import Pool
-    from producer.local.cluster import LocalCluster
-    from tasks.app import FarpoolCelery
+    from producer.local.embedded import EmbeddedServer
 
 TASK = "benchmarks.stress.counted"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -107,53 +107,24 @@ class Chaos:
     restarts: int = 0
 
 
-# -- the cluster ------------------------------------------------------------------------------------
-
-
-class Workers:
-    """Two (or more) local workers on one broker; kill and restart them by slot."""
-
-    def __init__(self, settings: Any, app: FarpoolCelery, count: int) -> None:
-        self.settings = settings
-        self.app = app
-        self.slots: list[LocalCluster | None] = [None] * count
-        self.lock = threading.Lock()
-
-    def start(self, slot: int) -> None:
-        from producer.local.cluster import LocalCluster
-
-        worker = LocalCluster(self.settings, self.app)
-        worker.start_worker()
-        with self.lock:
-            self.slots[slot] = worker
-
-    def main_pid(self, slot: int) -> int | None:
-        worker = self.slots[slot]
-        if worker is None or not worker.children or not worker.worker.running():
-            return None
-        return worker.worker.pid
-
-    def kill(self, slot: int) -> None:
-        """SIGKILL the worker's whole process group, then forget it."""
-        with self.lock:
-            worker, self.slots[slot] = self.slots[slot], None
-        if worker is None:
-            return
-        worker.kill_worker()
-        worker.stop()
-
-    def stop(self) -> None:
-        for slot in range(len(self.slots)):
-            worker, self.slots[slot] = self.slots[slot], None
-            if worker is not None:
-                worker.stop()
-
-
-def chaos_loop(workers: Workers, chaos: Chaos, stop: threading.Event, rng: random.Random, gap: float) -> None:
-    """Every gap/2..3gap/2 s: SIGKILL a random prefork child (2/3) or a whole worker (1/3)."""
+def chaos_loop(
+    workers: Workers,
+    chaos: Chaos,
+    stop: threading.Event,
+    rng: random.Random,
+    gap: float,
+    server: EmbeddedServer | None = None,
+    broker_share: float = 0.0,
+) -> None:
+    """Every gap/2..3gap/2 s: SIGKILL the broker (broker_share of the faults), else a random
+    prefork child (2/3) or a whole worker main process and its children (1/3)."""
     from producer.local.cluster import child_pids
 
     while not stop.wait(rng.uniform(gap / 2, 3 * gap / 2)):
+        if server is not None and rng.random() < broker_share:
+            kill_broker(server)
+            chaos.faults["broker"] += 1
+            continue
         slot = rng.randrange(len(workers.slots))
         pid = workers.main_pid(slot)
         if pid is None:
@@ -244,22 +215,56 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--fault-every", type=float, default=4.0, help="mean seconds between faults (default 4)"
     )
-    parser.add_argument("--visibility-timeout", type=int, default=5, help="seconds (default 5)")
+    parser.add_argument("--visibility-timeout", type=int, default=3600, help="seconds (default 3600)")
     parser.add_argument(
-        "--drain", type=float, default=150, help="seconds the last maps get to finish (default 150)"
+        "--drain", type=float, default=60, help="seconds the last maps get to finish (default 60)"
+    )
+    parser.add_argument(
+        "--paths",
+        default="farpool",
+        help="consume paths battled in turn, comma-separated: farpool, kombu (Celery's stock Redis "
+        "transport, for comparison: its losses are printed, they do not fail the run)",
     )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random)")
+    parser.add_argument(
+        "--broker-kills",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the faults that SIGKILL the broker (AOF, appendfsync always), e.g. 0.2 (default 0)",
+    )
     return parser.parse_args(argv)
 
 
 def run(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    seed = options.seed if options.seed is not None else random.randrange(2**32)
+    paths = [path.strip() for path in options.paths.split(",") if path.strip()]
+    unknown = sorted(set(paths) - {"farpool", "kombu"})
+    if unknown or not paths:
+        print(f"--paths: unknown consume path(s) {unknown}: give farpool and/or kombu", file=sys.stderr)
+        return 2
+    outcomes = {path: battle(options, path, seed) for path in paths}
+    if len(outcomes) > 1:
+        print("\nside by side (same seed, same faults schedule, default settings):")
+        for path, tally in outcomes.items():
+            print(
+                f"  {path:8} results lost {tally.lost}, duplicates {tally.duplicates}, "
+                f"maps failed or unfinished {tally.maps_failed} of {tally.maps}"
+            )
+    farpool = outcomes.get("farpool")
+    return 1 if farpool is not None and (farpool.lost or farpool.duplicates or farpool.wrong) else 0
+
+
+def battle(options: argparse.Namespace, consume_path: str, seed: int) -> Tally:
+    """One chaos run on `consume_path`; its tally (reported, and its data kept if it lost any)."""
+    import redis
+
     from config import load_settings
     from producer import Pool
     from producer.local.embedded import EmbeddedServer, ServerAddress, free_port
     from tasks import create_app
 
-    options = parse(argv)
-    seed = options.seed if options.seed is not None else random.randrange(2**32)
     rng = random.Random(seed)
     data_dir = Path(tempfile.mkdtemp(prefix="farpool-stress-"))
     runs_dir = data_dir / "runs"
@@ -268,6 +273,7 @@ def run(argv: list[str] | None = None) -> int:
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([before] if before else [])])
     server = EmbeddedServer(ServerAddress("127.0.0.1", free_port(), None), data_dir)
     server.start()
+    redis.Redis.from_url(server.url).config_set("appendfsync", "always")  # what kill_broker keeps
     settings = load_settings(
         broker_url=server.url,
         result_backend=server.url,
@@ -278,6 +284,7 @@ def run(argv: list[str] | None = None) -> int:
         include=("benchmarks.stress",),
         visibility_timeout=options.visibility_timeout,
         result_expires=600,
+        consume_path=consume_path,
     )
     cluster_app = create_app(settings)
     workers = Workers(settings, cluster_app, options.workers)
@@ -285,7 +292,8 @@ def run(argv: list[str] | None = None) -> int:
     stop_producers, stop_chaos = threading.Event(), threading.Event()
     pools: list[Pool] = []
     print(
-        f"stress: {options.seconds:.0f} s, {options.producers} producers × {options.items} items "
+        f"stress ({consume_path}'s consume path): {options.seconds:.0f} s, "
+        f"{options.producers} producers × {options.items} items "
         f"(chunksize {options.chunksize}), {options.workers} workers × {options.concurrency} processes, "
         f"a fault every ~{options.fault_every:.0f} s, visibility timeout {options.visibility_timeout} s, "
         f"seed {seed}; data in {data_dir}",
@@ -307,7 +315,7 @@ def run(argv: list[str] | None = None) -> int:
             producers.threads.append(thread)
         chaos_thread = threading.Thread(
             target=chaos_loop,
-            args=(workers, chaos, stop_chaos, rng, options.fault_every),
+            args=(workers, chaos, stop_chaos, rng, options.fault_every, server, options.broker_kills),
             name="chaos",
             daemon=True,
         )
@@ -342,11 +350,11 @@ def run(argv: list[str] | None = None) -> int:
         server.stop()
         cluster_app.close()
     report(tally, chaos, runs, distinct, leftover, elapsed)
-    if tally.lost or tally.duplicates or tally.wrong:
+    if consume_path == "farpool" and (tally.lost or tally.duplicates or tally.wrong):
         print(f"FAILED: worker logs and runs files kept in {data_dir}")
-        return 1
-    shutil.rmtree(data_dir, ignore_errors=True)
-    return 0
+    else:  # kombu's losses are expected: its figures are the comparison
+        shutil.rmtree(data_dir, ignore_errors=True)
+    return tally
 
 
 def report(tally: Tally, chaos: Chaos, runs: int, distinct: int, leftover: int, elapsed: float) -> None:
@@ -359,7 +367,8 @@ def report(tally: Tally, chaos: Chaos, runs: int, distinct: int, leftover: int, 
         ("tasks run", f"{runs} ({runs - distinct} of them re-runs of a redelivered chunk)"),
         (
             "faults injected",
-            f"{faults} ({chaos.faults['child']} prefork children, {chaos.faults['worker']} whole workers; "
+            f"{faults} ({chaos.faults['child']} prefork children, {chaos.faults['worker']} whole workers, "
+            f"{chaos.faults['broker']} broker kills; "
             f"{chaos.restarts} restarts)",
         ),
         ("results lost", f"{tally.lost}"),

@@ -23,17 +23,20 @@ SENTINEL_TIMEOUT = 0.5
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration mapping for these settings."""
+    # kombu's sweep for unacked messages runs every this many seconds: farpool's transport
+    # (tasks/inflight.py) refreshes each consumer's liveness and returns what a gone consumer
+    # held on the same timer, so it runs every second.
+    sweep_interval = 1
+    # Messages in kombu's own unacked hash (left by a worker of a farpool before issue 20, or
+    # taken outside farpool's BLMOVE path) go back after the visibility timeout, looked for every
+    # timeout/4 s (1-10 s): a last resort that a live worker's chunk never meets.
     restore_interval = max(1, min(10, settings.visibility_timeout // 4))
     transport_options: dict[str, Any] = {
-        # A chunk whose worker vanished without acking goes back on the queue after this
-        # many seconds; it must exceed the longest chunk, or a chunk runs twice.
         "visibility_timeout": settings.visibility_timeout,
-        # kombu sweeps for such chunks every interval × throttle seconds (10 × 10 by default,
-        # whatever the timeout): sweep a few times per timeout instead. One ZRANGE a sweep.
-        "unacked_restore_interval": restore_interval,
-        "unacked_restore_throttle": 1,
-        # One worker at a time sweeps, under a mutex that expires after this long (300 s by
-        # default): a worker cut off mid-sweep must not hold redelivery up for longer than a sweep.
+        "unacked_restore_interval": sweep_interval,
+        "unacked_restore_throttle": restore_interval // sweep_interval,
+        # One worker at a time sweeps kombu's hash, under a mutex that expires after this long
+        # (300 s by default): a worker cut off mid-sweep must not hold redelivery up for long.
         "unacked_mutex_expire": restore_interval,
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": CONNECT_TIMEOUT,
@@ -42,6 +45,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # A message's body is farpool-JSON text: kombu's default base64 around it cost a third
         # more bytes through Redis and an encode and decode per message.
         "body_encoding": None,
+        # A producer's batch of messages cut off by a broker restart waits this long for it
+        # (tasks/publish_batch.py), as a producer waits for results (FARPOOL_BROKER_TIMEOUT).
+        "publish_patience": settings.broker_timeout,
     }
     if settings.sentinel_master:
         transport_options["master_name"] = settings.sentinel_master

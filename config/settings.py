@@ -115,6 +115,10 @@ class Settings(BaseSettings):
     programs: Annotated[tuple[str, ...], NoDecode] = ()
     queue: str = Field(default="farpool", min_length=1)
     visibility_timeout: int = Field(default=3600, ge=1)
+    # farpool: one atomic take into the consumer's in-flight list, back when its consumer is gone
+    # (tasks/inflight.py). kombu: Celery's stock Redis transport, kept to compare side by side
+    # (make stress, make bench): a take then a record, back after the visibility timeout.
+    consume_path: Literal["farpool", "kombu"] = "farpool"
     result_expires: int = Field(default=86400, ge=1)
     # The largest array (or put value) farpool sends, in bytes: Redis's own limit for one value
     # (proto-max-bulk-len) is 512 MiB.

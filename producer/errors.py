@@ -40,6 +40,14 @@ class LostTasks(BrokerUnavailable):
             "without the last writes (see Deploying, Redis Sentinel, in the docs: docs/deploying.md)"
         )
 
+    @classmethod
+    def nowhere(cls, server: str, missing: int) -> LostTasks:
+        return cls(
+            f"the broker at {server} no longer has {missing} of the tasks sent to it: not queued, "
+            "held by no worker, no result (removed by `celery purge`, a FLUSHDB, or a restart "
+            "that kept nothing)"
+        )
+
 
 class NoWorkersError(FarpoolError):
     """No worker consumes farpool's queue."""

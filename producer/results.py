@@ -231,7 +231,8 @@ class MapResult(_Result[list[R]]):
             self._settle([])
             return
         record = (sent.id, sent.description()) if sent.recorded and owned else None
-        ledger.expect(self.task_ids, self, owned=owned, record=record, unsent=owned)
+        gather = [sent.id] if sent.gathered else []  # sent by the worker that ends the last chunk
+        ledger.expect(self.task_ids, self, owned=owned, record=record, unsent=owned, sent_later=gather)
 
     def _set(self, task_id: str, meta: dict[str, Any]) -> None:
         with self._count_lock:

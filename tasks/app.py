@@ -134,7 +134,8 @@ class FarpoolCelery(Celery):
         if self._config_source is None:
             conf = celery_config(settings)
             conf["result_backend"] = backend_setting(settings.backend_url)
-            conf["broker_transport"] = transport_setting(settings.broker_url)
+            if settings.consume_path == "farpool":
+                conf["broker_transport"] = transport_setting(settings.broker_url)
             self.config_from_object(conf)
         return super()._load_config()
 

@@ -9,12 +9,14 @@
    A mark goes with the store it drops, or when its message is withdrawn from the queue
    (`withdrawn`), or with its abandoned chord (`forget_chord`): nothing is left for a day.
 2. A chunk runs twice when its message is redelivered (its worker was cut off or lost power
-   past the visibility timeout) and both runs may store: only the first store is kept. The
+   long enough for its liveness key to expire, tasks/inflight.py) and both runs may store:
+   only the first store is kept. The
    redelivered run marks its task as *twinned* when it starts (`expect_twin`); whichever run
    stores first turns the mark to "stored", so the other run's store is dropped (and the mark
    with it), even after the producer collected the first result and deleted it. A mark whose
-   other run never stores (its host lost power) expires by itself once that run could no longer
-   store: a visibility timeout and a worker's store retries after the redelivery.
+   other run never stores (its host lost power) expires by itself a visibility timeout and a
+   worker's store retries after the redelivery (a cut-off run longer than that could still
+   store late: its result would then be a stray key, expiring with FARPOOL_RESULT_EXPIRES).
 3. No per-message subscriptions for farpool's own sends. Stock Celery subscribes the sending
    process to each task's result channel as it sends it (`on_task_call`) and a GroupResult
    subscribes each member (`then`); farpool's producer collects with one listener of its own
@@ -44,9 +46,12 @@ from tasks.payload import pending_results
 from tasks.transport import no_retries
 from tasks.wire import DISCARDED, KEY_BATCH, TWIN_PREFIX
 
-# How long after a redelivered run starts the other run may still store: it started a visibility
-# timeout earlier, and a worker retries a result store for up to about 60 × (1 + 2 × 3) s.
+# How long after a redelivered run starts the other run may still store, beyond the visibility
+# timeout (the longest chunk a deployment expects): a worker retries a result store for up to
+# about 60 × (1 + 2 × 3) s.
 STORE_RETRY_SECONDS = 420
+CHORD_PART_PATIENCE = 60.0  # seconds a map_async's part waits for a restarted broker to count it
+CHORD_PART_BACKOFF = 0.5
 # A dropped store keeps its reason (discarded, twinned) this long: the same store replayed after
 # its reply was lost (a worker reconnecting after a cut) is dropped again.
 REPLAY_GRACE = 60
@@ -160,7 +165,17 @@ class _FarpoolResults:
         """Celery's, then, for a map_async's chord that just failed or was abandoned (this part's
         store was dropped), its saved results go (Celery keeps them until they expire; nobody
         reads them). A part that succeeded in a live chord needs nothing more."""
-        returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+        deadline = time.monotonic() + CHORD_PART_PATIENCE
+        while True:
+            # Celery's script counts a part once (by task id), so a retry after a lost reply
+            # cannot count it twice; without one, the chunk was failed for the broker's restart.
+            try:
+                returned = super().on_chord_part_return(request, state, result, **kwargs)  # type: ignore[misc]
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(CHORD_PART_BACKOFF)
         if request.group and request.chord and request.chord.get("task") == GATHER:
             dropped = getattr(_last_store, "dropped", None) == self.get_key_for_task(request.id)  # type: ignore[attr-defined]
             if state != states.SUCCESS or dropped:

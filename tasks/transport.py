@@ -11,6 +11,8 @@ Selected by Celery's `broker_transport` setting.
 from __future__ import annotations
 
 import logging
+import os
+from time import monotonic
 from typing import Any
 from urllib.parse import quote
 
@@ -18,9 +20,15 @@ import kombu
 import redis
 from celery.app import amqp
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 from kombu.utils.url import as_url
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+
+from tasks.inflight import Holder
+from tasks.publish_batch import SurvivingPublishBatch
 
 # Seconds between a lost connection's reconnect attempts, the last repeated: a result listener's
 # (producer/inflight/listener.py) and a coordination call's (tasks/coordination/base.py).
@@ -54,8 +62,26 @@ logger = logging.getLogger(__name__)
 _taken_not_recorded: list[tuple[dict[str, Any], str, str]] = []
 
 
+# This process's consumer side (tasks/inflight.py): one per process, as its in-flight list is.
+HOLDER = Holder()
+os.register_at_fork(after_in_child=HOLDER.forget)
+
+
 class QoS(kombu_redis.QoS):
+    """kombu's, for messages taken by BLMOVE: already recorded (in this consumer's in-flight list)
+    when they arrive, acked by one LREM, given back by one script. Messages taken otherwise (a
+    basic_get, a no-ack channel's BRPOP) keep kombu's unacked hash and its visibility timeout."""
+
+    # What this process holds, by delivery tag (HOLDER.held), whichever channel's QoS acks it:
+    # kombu hands a message taken for a cancelled consumer to the connection's first channel.
+    @property
+    def _held(self) -> dict[Any, bytes]:
+        return HOLDER.held
+
     def append(self, message: Any, delivery_tag: Any) -> None:
+        if delivery_tag in self._held:
+            virtual.QoS.append(self, message, delivery_tag)
+            return
         try:
             super().append(message, delivery_tag)
         except (redis.ConnectionError, redis.TimeoutError):
@@ -63,13 +89,157 @@ class QoS(kombu_redis.QoS):
             _taken_not_recorded.append((message._raw, delivery["exchange"], delivery["routing_key"]))
             raise
 
+    def ack(self, delivery_tag: Any) -> None:
+        raw = self._held.pop(delivery_tag, None)
+        if raw is None:
+            super().ack(delivery_tag)
+            return
+        virtual.QoS.ack(self, delivery_tag)
+        HOLDER.ack_later(raw)  # no round trip of its own: it goes with the next take
+
+    def reject(self, delivery_tag: Any, requeue: bool = False) -> None:
+        raw = self._held.get(delivery_tag)
+        if raw is None:
+            super().reject(delivery_tag, requeue=requeue)
+        elif requeue:
+            self.restore_by_tag(delivery_tag, leftmost=True)
+            virtual.QoS.ack(self, delivery_tag)
+        else:
+            self.ack(delivery_tag)
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        raw = self._held.pop(tag, None)
+        if raw is None:
+            super().restore_by_tag(tag, client=client, leftmost=leftmost)
+            return
+        try:
+            with self.channel.conn_or_acquire(client) as client:
+                HOLDER.give_back(client, self.channel, raw, last=leftmost)
+        except self.channel.connection_errors:
+            # Still held in Redis by this live consumer, so no sweep would return it: the next
+            # tick does (a prefork child killed while the broker was away, a close on a lost link).
+            HOLDER.unsent_returns.append((raw, leftmost))
+            logger.warning("could not put a message back on its queue yet: retried every second")
+
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        """Every sweep interval: this consumer's liveness, then the silent consumers' messages,
+        then (kombu's own) what is left in the unacked hash past the visibility timeout."""
+        with self.channel.conn_or_acquire() as client:
+            HOLDER.tick(client, self.channel)
+        super().restore_visible(start, num, interval)
+
 
 class Channel(_ReusedClient, kombu_redis.Channel):
     QoS = QoS
+    # No priority queues: BLMOVE takes from one list (farpool sends no priorities; a message
+    # sent with one goes to the queue itself, as kombu's priority steps would put priority 0).
+    priority_steps = [0]  # noqa: RUF012 - kombu's class attribute
+
+    # Seconds a batch of publishes waits for a restarted broker (tasks/publish_batch.py).
+    publish_patience = 60.0
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, "publish_patience")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._no_ack_queues: set[str] = set()
+        self._taking: str | None = None  # the queue of the BLMOVE sent, until its reply is read
+        self._acks_in_flight: list[bytes] = []  # LREMs sent with it, until their replies are read
         super().__init__(*args, **kwargs)
         self._put_back_taken()
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:
+        if no_ack:
+            self._no_ack_queues.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _reliable_queue(self) -> str | None:
+        """The queue to take from with BLMOVE, or None for kombu's BRPOP (a no-ack consumer,
+        such as `celery inspect` waiting for replies, needs no record)."""
+        queues = self.active_queues
+        if not queues or self._no_ack_queues.intersection(queues) or self.global_keyprefix:
+            return None
+        # BLMOVE takes from one list: the fair cycle names the next queue each take.
+        return str(self._queue_cycle.consume(len(queues))[0])
+
+    def _brpop_start(self, timeout: int | None = None) -> None:
+        queue = self._reliable_queue()
+        if queue is None:
+            super()._brpop_start(timeout)
+            return
+        if HOLDER.due():
+            # Consumers outside Celery's event loop have no timer: refresh here. Never take
+            # unannounced: a message in the in-flight list of a consumer missing from the
+            # consumers' set would be invisible to the sweeps. A failure is the broker's.
+            with self.conn_or_acquire() as client:
+                HOLDER.tick(client, self)
+        if timeout is None:
+            timeout = self.brpop_timeout
+        connection = self.client.connection
+        # The acks due go in the same write as the take: one round trip per task, not two.
+        acks = HOLDER.take_acks()
+        commands = [("LREM", HOLDER.inflight, 1, raw) for raw in acks]
+        commands.append(("BLMOVE", queue, HOLDER.inflight, "RIGHT", "LEFT", timeout or 0))
+        self._acks_in_flight = acks
+        self._taking = queue
+        self._in_poll = connection
+        self._brpop_sent_at = monotonic()
+        try:
+            connection.send_packed_command(connection.pack_commands(commands))
+        except BaseException:
+            self._unsent()
+            raise
+
+    def _unsent(self) -> None:
+        """The take's write or a reply was lost: its acks go with the next one (LREM is idempotent)."""
+        HOLDER.unsent_acks.extend(self._acks_in_flight)
+        self._acks_in_flight = []
+        self._taking = None
+        self._in_poll = None
+
+    def _brpop_read(self, **options: Any) -> Any:
+        queue = self._taking
+        if queue is None:
+            return super()._brpop_read(**options)
+        connection = self.client.connection
+        try:
+            while self._acks_in_flight:
+                self.client.parse_response(connection, "LREM")
+                self._acks_in_flight.pop()
+            if not self._closing and not connection.can_read(timeout=0):
+                return False  # the acks' replies only: the take's comes with a message or its timeout
+            raw = self.client.parse_response(connection, "BLMOVE", **options)
+        except self.connection_errors:
+            self._unsent()
+            connection.disconnect()
+            raise
+        self._taking = None
+        try:
+            self._queue_cycle.rotate(queue)  # taken or timed out: the next take waits on the next queue
+            if raw is None:
+                raise virtual.Empty()
+            try:
+                payload = loads(bytes_to_str(raw))
+                tag = payload["properties"]["delivery_tag"]
+            except Exception:
+                logger.exception("dropped a message that is not a kombu message: %r", raw[:200])
+                HOLDER.ack_later(raw)
+                raise virtual.Empty() from None
+            HOLDER.held[tag] = raw
+            self.connection._deliver(payload, queue)
+            return True
+        finally:
+            self._in_poll = None
+            self._flush_brpop_reauth()
+
+    def close(self) -> None:
+        """kombu's, after the acks still due are sent (a worker's warm shutdown)."""
+        if HOLDER.unsent_acks:
+            try:
+                with self.conn_or_acquire() as client:
+                    HOLDER.flush_acks(client)
+            except Exception:
+                unsent = len(HOLDER.unsent_acks)
+                logger.warning("could not send %d ack(s) before closing: the next channel sends them", unsent)
+        super().close()
 
     def _put_back_taken(self) -> None:
         """Queue again what this process took without recording it (a redelivery: a TimeoutError
@@ -85,6 +255,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
                 return
             logger.warning("put a message back on its queue: taken when the broker went away, never run")
 
+    def create_publish_batch(self, max_size: int) -> SurvivingPublishBatch:
+        return SurvivingPublishBatch(self, max_size, self.publish_patience)
+
     @property
     def supports_batch_publish(self) -> bool:
         """kombu pipelines a producer's publishes only without a redis-py Retry (a replayed
@@ -95,7 +268,7 @@ class Channel(_ReusedClient, kombu_redis.Channel):
         return not self.retry_on_timeout and not replays and kombu_redis._batch_publish_retry_safe(kwargs)
 
 
-class SentinelChannel(_ReusedClient, kombu_redis.SentinelChannel):
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     pass
 
 

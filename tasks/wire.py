@@ -25,6 +25,11 @@ PRESENCE_PREFIX = "farpool-workers:"  # the workers announced on a queue (tasks/
 SYNC_PREFIX = "farpool-sync:"  # locks, semaphores, events and queues (tasks/coordination)
 LISTENER_CHANNEL_PREFIX = "farpool-ledger-"  # a pool listener's own channel: probes and wake-ups
 UNACKED = "unacked"  # kombu's Redis transport: what workers took and have not acked (unacked_key)
+# farpool's consume path (tasks/inflight.py): the consumer processes, each one's in-flight list
+# (what it took and has not acked) and its liveness key.
+CONSUMERS = "farpool-consumers"
+INFLIGHT_PREFIX = "farpool-inflight:"
+ALIVE_PREFIX = "farpool-alive:"
 KEY_BATCH = 5_000  # keys per DEL, MGET or ZREM, and per call of the discard script
 
 # Not Redis: the names of same-host memory files (tasks/shared_memory.py), and the message

@@ -21,6 +21,7 @@ from helpers import poll, run_cli, stored
 
 from producer import Pool
 from tasks.chunks import RefusedTask
+from tasks.inflight import held_messages
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultCluster]:
 def drained(cluster: FaultCluster) -> bool:
     """Nothing waits in the queue and nothing is taken but unacknowledged."""
     client = cluster.app.backend.client
-    return not client.llen(cluster.settings.queue) and not client.zcard("unacked_index")
+    return not client.llen(cluster.settings.queue) and not held_messages(client)
 
 
 def log_entry(cluster: FaultCluster, *needles: str) -> str:

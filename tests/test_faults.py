@@ -31,11 +31,12 @@ from config import settings_env
 from producer import NoWorkersError, Pool
 from producer.local.embedded import EmbeddedServer, ServerAddress
 from tasks import create_app
-from tasks.wire import PRESENCE_PREFIX
+from tasks.inflight import held_messages
+from tasks.wire import ALIVE_PREFIX, CONSUMERS, INFLIGHT_PREFIX, PRESENCE_PREFIX
 
 COUNTED = "usertasks_faults.counted"
 MAP_TIMEOUT = 60.0
-# visibility timeout + a restore sweep or two, far below kombu's default ~100 s sweep period
+# a dead consumer's liveness key (4 s), its confirmation (2 s) and a sweep, with room to spare
 RECOVERY_TIMEOUT = 25.0
 BROKER_DOWN_DEADLINE = 5.0
 
@@ -73,12 +74,6 @@ def test_sigkill_of_a_prefork_child_redelivers_its_chunk(tmp_path: Path) -> None
         assert pool.map("usertasks.cube", range(5)) == [0, 1, 8, 27, 64]
 
 
-def unacked_since(cluster: FaultCluster) -> float | None:
-    """When the newest message a worker took but never acked was delivered (None if none)."""
-    scores = cluster.app.backend.client.zrange("unacked_index", 0, -1, withscores=True)
-    return max((score for _, score in scores), default=None)
-
-
 def kill_the_worker_mid_map(cluster: FaultCluster, runs: Path, n: int, hold: int) -> Background:
     """Start a map, and SIGKILL the worker (main process and children) while it runs the held item."""
     (worker,) = cluster.workers
@@ -95,15 +90,14 @@ def kill_the_worker_mid_map(cluster: FaultCluster, runs: Path, n: int, hold: int
 
 
 def test_sigkill_of_the_whole_worker_then_a_new_worker_restores_its_chunks(tmp_path: Path) -> None:
-    """A worker started after the visibility timeout has passed restores the dead worker's chunks."""
+    """A worker started after the dead one restores the chunks it held (tasks/inflight.py), with
+    the default settings: no visibility timeout to wait for."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    n, hold, visibility = 24, 9, 3
-    with fault_cluster(tmp_path, visibility_timeout=visibility) as cluster:
+    n, hold = 24, 9
+    with fault_cluster(tmp_path) as cluster:
         mapping = kill_the_worker_mid_map(cluster, runs, n, hold)
-        delivered = unacked_since(cluster)
-        assert delivered is not None, "the killed worker left no unacked message behind"
-        poll(lambda: time.time() > delivered + visibility, "the visibility timeout to pass")
+        assert held_messages(cluster.app.backend.client), "the killed worker held no message"
         cluster.start_worker()
         check_exactly_once(mapping.result(MAP_TIMEOUT), n, runs, hold)
 
@@ -111,12 +105,12 @@ def test_sigkill_of_the_whole_worker_then_a_new_worker_restores_its_chunks(tmp_p
 def test_sigkill_of_the_whole_worker_then_an_immediate_restart_recovers_within_the_timeout(
     tmp_path: Path,
 ) -> None:
-    """A worker restarted at once (as a supervisor does) recovers the chunks soon after the
-    visibility timeout, not after kombu's default ~100 s restore sweep."""
+    """A worker restarted at once (as a supervisor does) recovers the chunks within seconds of the
+    dead one's liveness key expiring, with the default settings (an hour's visibility timeout)."""
     runs = tmp_path / "runs"
     runs.mkdir()
-    n, hold, visibility = 24, 9, 8
-    with fault_cluster(tmp_path, visibility_timeout=visibility) as cluster:
+    n, hold = 24, 9
+    with fault_cluster(tmp_path) as cluster:
         mapping = kill_the_worker_mid_map(cluster, runs, n, hold)
         cluster.start_worker()
         check_exactly_once(mapping.result(RECOVERY_TIMEOUT), n, runs, hold)
@@ -272,7 +266,13 @@ def test_result_expires_bounds_what_an_abandoned_map_async_leaves(tmp_path: Path
     with fault_cluster(tmp_path, result_expires=expires) as cluster:
         client = cluster.app.backend.client
         # the broker's own keys, and the workers' announcements (they live as long as a worker)
-        broker_keys = (b"_kombu", b"unacked", cluster.settings.queue.encode(), PRESENCE_PREFIX.encode())
+        broker_keys = (
+            b"_kombu",
+            b"unacked",
+            cluster.settings.queue.encode(),
+            PRESENCE_PREFIX.encode(),
+            *(prefix.encode() for prefix in (CONSUMERS, INFLIGHT_PREFIX, ALIVE_PREFIX)),
+        )
         pool = cluster.pool()
         submitted = pool.map_async("tasks.examples.nap", [0.2] * 8, chunksize=2)
         pool.detach()  # abandoned: nobody will collect it

@@ -57,11 +57,12 @@ class FakeLedger:
         owned: bool = True,
         record: tuple[str, Any] | None = None,
         unsent: bool = False,
+        sent_later: Sequence[str] = (),
     ) -> None:
         if record is not None:
             self.records[record[0]] = record[1]
         keys = {task_id.encode(): task_id for task_id in task_ids}
-        self.table.expect(keys, receiver, owned, record[0] if record else None, unsent)
+        self.table.expect(keys, receiver, owned, record[0] if record else None, unsent, set(sent_later))
 
     def feed(self, task_id: str, meta: dict[str, Any]) -> None:
         expected = self.table.claim(task_id.encode())

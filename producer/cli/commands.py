@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import runpy
@@ -170,11 +171,13 @@ def result(result_id: str, timeout: float | None) -> None:
     Needs only the result backend: no worker is looked for, none is started.
     """
     from producer.inflight.ledger import Ledger
+    from producer.inflight.lost import missing_tasks
     from producer.results import attach_result
     from tasks import app
 
     answering(app.settings.backend_url, "result backend")
-    ledger = Ledger(app, give_up_after=app.settings.broker_timeout)
+    lost = functools.partial(missing_tasks, app, app.settings.queue)  # when the broker answers
+    ledger = Ledger(app, give_up_after=app.settings.broker_timeout, find_missing=lost)
     try:
         echo_json(attach_result(ledger, result_id).get(timeout))
     finally:

@@ -33,16 +33,16 @@ from producer.errors import BrokerUnavailable, LostTasks
 from producer.inflight.cleanup import Cleanup, Withdraw
 from producer.inflight.listener import ResultListener
 from producer.inflight.liveness import BrokerWatch
-from producer.inflight.lost import missing_tasks
+from producer.inflight.lost import FindMissing, LostLook, looked_for, missing_tasks, server_run_id
+from producer.inflight.patience import patiently
 from producer.inflight.records import find_record
 from producer.inflight.table import Expected, InFlight, Receiver
 from producer.inflight.withdraw import withdraw_queued
+from producer.sending.publishing import all_sent_before
 from tasks.encoding import take_references
 from tasks.payload import resolve
 from tasks.wire import KEY_BATCH, CallRecord, dump_record, record_key
 
-FindMissing = Callable[[Sequence[str]], list[str]]
-LOST_RECHECK = 1.0  # seconds between the two looks for tasks the broker no longer has
 logger = logging.getLogger("farpool")
 VERIFY_AFTER = 1.0
 
@@ -71,8 +71,8 @@ class Ledger:
         self._cleanup = Cleanup(
             app, self._table, self.remember, lambda: self._watch.given_up, withdraw, release
         )
-        self._find_missing = find_missing
-        self._server = self._server_id()
+        self._lost_look = LostLook(find_missing)
+        self._server = server_run_id(self.client)
         self._listener = ResultListener(
             self.client,
             self._watch,
@@ -103,17 +103,22 @@ class Ledger:
         owned: bool = True,
         record: tuple[str, CallRecord] | None = None,
         unsent: bool = False,
+        sent_later: Sequence[str] = (),
     ) -> None:
         """Call receiver._set(task_id, meta) once for each task as soon as it is ready.
 
         `record` (id, description) is stored alongside, in the same round trip, so that
         `recorded(id)` finds the call from any process until it is collected or expires.
         Tasks `unsent` yet cannot have stored anything: their results are not looked for.
+        Tasks `sent_later` (by a worker) are not looked for in the queue while they are awaited.
         """
         keys = {self.key(task_id): task_id for task_id in task_ids}
-        self._table.expect(keys, receiver, owned, record[0] if record is not None else None, unsent)
+        record_id = record[0] if record is not None else None
+        self._table.expect(keys, receiver, owned, record_id, unsent, set(sent_later))
+        self._lost_look.progressed()
         if record is not None or not unsent:
-            self._read_stored([] if unsent else list(keys), record)
+            stored = functools.partial(self._read_stored, [] if unsent else list(keys), record)
+            patiently(stored, self._watch.give_up_after)
 
     def uncollected(self) -> list[str]:
         """The tasks this pool sent whose results it has not collected: in flight, or arrived."""
@@ -173,6 +178,7 @@ class Ledger:
             meta = {"status": states.FAILURE, "result": error, "traceback": None}
         if meta["status"] not in states.READY_STATES:
             return
+        self._lost_look.progressed()
         expected = self._table.claim(key)
         if expected is None:  # not expected, or another thread delivers it
             return
@@ -200,6 +206,10 @@ class Ledger:
         keys = self._table.take_unverified()
         if keys:
             self._read_stored(keys)
+        self._fail_lost(self._lost_look.stalled(self._queued), LostTasks.nowhere)
+
+    def _queued(self) -> list[str]:
+        return looked_for(self._table.waiting(), all_sent_before(self.app))
 
     def _lost(self, error: Exception) -> None:
         silent = self._watch.failed()
@@ -213,25 +223,17 @@ class Ledger:
         self._fail(gone, BrokerUnavailable.silent_for(server, silent, limit, error, self.remember))
         self._table.stop_draining()
 
-    def _server_id(self) -> str:
-        """The run id of the server the results come from: another one after a failover or a restart."""
-        return str(self.client.info("server").get("run_id", ""))
-
     def _check_server(self) -> None:
         """After a reconnect to another server, fail the tasks it no longer has (inflight/lost.py)."""
-        server = self._server_id()
-        if server == self._server or self._find_missing is None:
-            return
-        self._server = server
-        waiting = [expected.task_id for expected in self._table.waiting()]
-        missing = self._find_missing(waiting)
-        if missing:
-            time.sleep(LOST_RECHECK)
-            missing = self._find_missing(missing)
-        if not missing:
-            return
+        server = server_run_id(self.client)
+        if server != self._server:
+            self._server = server
+            self._fail_lost(self._lost_look.missing(self._queued()), LostTasks.after_change)
+
+    def _fail_lost(self, missing: list[str], error: Callable[[str, int], LostTasks]) -> None:
         gone = self._table.waiting({self.key(task_id) for task_id in missing})
-        self._fail(gone, LostTasks.after_change(mask_url(str(self.backend.url)), len(missing)))
+        if gone:
+            self._fail(gone, error(mask_url(str(self.backend.url)), len(missing)))
 
     def _fail(self, gone: list[Expected], error: BaseException) -> None:
         """Stop expecting these tasks and hand each caller waiting on them `error`."""

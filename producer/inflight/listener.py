@@ -58,7 +58,13 @@ class ResultListener:
         self.thread.start()
 
     def subscribe(self, *keys: bytes) -> None:
-        self._pubsub.subscribe(*keys)
+        try:
+            self._pubsub.subscribe(*keys)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            # redis-py records a subscription once its command went out: record these, so that
+            # the listener's reconnect subscribes to them with the rest, then reads them back.
+            self._pubsub.channels.update(dict.fromkeys(keys))
+            self._resync = True
 
     def unsubscribe(self, *keys: bytes) -> None:
         if not self._closed:
@@ -74,7 +80,7 @@ class ResultListener:
             try:
                 self._probe()
                 self._each_turn()
-                message = self._pubsub.get_message(timeout=1.0)
+                message = self._read()
                 if message is not None:
                     self._watch.heard()
                 elif self._watch.stale():
@@ -97,6 +103,14 @@ class ResultListener:
                     self._pubsub.connection.disconnect()  # the next read reconnects and resubscribes
                 self._lost(error)
                 time.sleep(next(backoff, RECONNECT_BACKOFF[-1]))
+
+    def _read(self) -> Any:
+        try:
+            return self._pubsub.get_message(timeout=1.0)
+        except (TypeError, AttributeError, ValueError) as error:
+            # redis-py's parsers, reading a socket another thread has just closed (a subscribe
+            # that met a dead server disconnects the shared connection): a lost connection too.
+            raise redis.ConnectionError(f"the connection closed during a read ({error})") from error
 
     def _probe(self) -> None:
         """While results are awaited, check now and then that the server still answers."""

@@ -12,8 +12,9 @@ before it was subscribed), so a fake pair of functions is all it needs in a unit
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Subscription = Callable[..., None]  # the listener's subscribe / unsubscribe, given result keys
@@ -29,6 +30,8 @@ class Expected:
     task_id: str
     receiver: Receiver
     owned: bool  # sent by this pool: join() waits for it, terminate() revokes it
+    queued: bool = True  # sent by a producer (a chord's gather is sent by a worker, at the end)
+    since: float = field(default_factory=time.monotonic)
 
 
 class InFlight:
@@ -59,15 +62,17 @@ class InFlight:
         owned: bool = True,
         record_id: str | None = None,
         unsent: bool = False,
+        sent_later: Collection[str] = (),
     ) -> None:
-        """Expect these tasks (result key → task id) for `receiver`, and subscribe to them."""
+        """Expect these tasks (result key → task id) for `receiver`, and subscribe to them;
+        those `sent_later` (by a worker) are not looked for in the queue while awaited."""
         with self._lock:
             if record_id is not None and owned:
                 self._records.add(record_id)
             for key, task_id in keys.items():
                 if key not in self._expected and owned:
                     self._owned += 1
-                self._expected[key] = Expected(task_id, receiver, owned)
+                self._expected[key] = Expected(task_id, receiver, owned, task_id not in sent_later)
             if keys:
                 self._subscribe(*keys)
             if unsent:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import redis
 from celery import Celery
 
 from tasks.arrays import ArrayRef
@@ -44,7 +45,10 @@ class SharedArrays:
             return False
         now = time.monotonic()
         if now - self._checked_at >= WORKERS_FRESH:
-            machines = self._live_machines()
+            try:
+                machines = self._live_machines()
+            except (redis.ConnectionError, redis.TimeoutError):
+                return self._same_host  # the last answer, while the broker restarts
             self._same_host = bool(machines) and all(machine == machine_id() for machine in machines)
             self._checked_at = now
         return self._same_host

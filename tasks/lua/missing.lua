@@ -1,16 +1,11 @@
 -- The tasks neither queued nor held by a worker (producer/inflight/lost.py).
--- KEYS: the queue, the unacked hash. ARGV: task ids. Returns the ids found in neither.
---! include lib_message
-local wanted = {}
-for i = 1, #ARGV do wanted[ARGV[i]] = true end
-local function seen(id)
-  if id then wanted[id] = nil end
-end
-for _, text in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do seen(message_id(decoded(text))) end
-for _, text in ipairs(redis.call('HVALS', KEYS[2])) do
-  local entry = decoded(text)
-  if entry then seen(message_id(entry[1])) end
-end
+-- KEYS: the queue, the unacked hash, the consumers' set. ARGV: the in-flight lists' prefix, then
+-- task ids. Returns the ids found nowhere.
+--! include lib_present
+local prefix = table.remove(ARGV, 1)
+local present = task_ids_present(KEYS[1], KEYS[2], KEYS[3], prefix)
 local missing = {}
-for id in pairs(wanted) do missing[#missing + 1] = id end
+for i = 1, #ARGV do
+  if not present[ARGV[i]] then missing[#missing + 1] = ARGV[i] end
+end
 return missing
