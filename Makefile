@@ -51,6 +51,7 @@ $(VENV)/.bench: $(VENV)/.runtime
 
 bench: $(VENV)/.bench ## Throughput, latency and speed-up figures, beside their goals.
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.consume
 
 stress: $(VENV)/.dev ## A kill battle (workers, children, the broker), farpool's consume path then kombu's.
 	$(PY) -m benchmarks.stress --paths farpool,kombu --seconds 60 --chunksize 1 --items 40 --broker-kills 0.25
