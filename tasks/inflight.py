@@ -100,6 +100,9 @@ class Holder:
         self.held: dict[Any, bytes] = {}  # delivery tag: the message's bytes in the in-flight list
         self.cut_off = False  # the last refresh failed: the broker, or the link to it, was down
         self.sweep_from = float("-inf")
+        # A take's reply was lost with its connection: the BLMOVE may have moved a message into
+        # this consumer's in-flight list that this process never received (reclaim_unknown).
+        self.reply_lost = False
 
     @property
     def consumer(self) -> str:
@@ -175,6 +178,22 @@ class Holder:
         keys = (self.inflight, queue, alive_key(self.consumer))
         moved = script("inflight_return")(client, keys, [raw, redelivered(raw), int(last), 0])
         return bool(moved == 1)
+
+    def reclaim_unknown(self, client: Any, channel: Any) -> int:
+        """Put back on their queues the messages in this consumer's in-flight list that this
+        process does not hold: takes whose reply was lost. Alive, it would hold them for ever,
+        unseen by the sweeps (they return only a gone consumer's). Called between takes."""
+        known = {*self.held.values(), *self.unsent_acks, *(raw for raw, _ in self.unsent_returns)}
+        reclaimed = 0
+        for raw in client.lrange(self.inflight, 0, -1):
+            if raw not in known:
+                reclaimed += int(self.give_back(client, channel, raw))
+        self.reply_lost = False
+        if reclaimed:
+            logger.warning(
+                "put back %d message(s) whose take's reply was lost with its connection", reclaimed
+            )
+        return reclaimed
 
     def sweep(self, client: Any, channel: Any) -> int:
         """Return what consumers gone for CONFIRM_SECONDS held; the number of messages returned."""

@@ -171,6 +171,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             # consumers' set would be invisible to the sweeps. A failure is the broker's.
             with self.conn_or_acquire() as client:
                 HOLDER.tick(client, self)
+        if HOLDER.reply_lost:
+            with self.conn_or_acquire() as client:
+                HOLDER.reclaim_unknown(client, self)
         if timeout is None:
             timeout = self.brpop_timeout
         connection = self.client.connection
@@ -189,7 +192,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             raise
 
     def _unsent(self) -> None:
-        """The take's write or a reply was lost: its acks go with the next one (LREM is idempotent)."""
+        """The take's write or a reply was lost: its acks go with the next one (LREM is idempotent),
+        and what its BLMOVE may have moved is looked for before the next take."""
+        HOLDER.reply_lost = HOLDER.reply_lost or self._taking is not None
         HOLDER.unsent_acks.extend(self._acks_in_flight)
         self._acks_in_flight = []
         self._taking = None

@@ -305,3 +305,58 @@ def test_a_batch_of_publishes_cut_off_by_a_broker_restart_is_sent_once_it_is_bac
     finally:
         server.stop()
         app.close()
+
+
+def test_a_take_whose_reply_is_lost_is_put_back_by_its_living_consumer(tmp_path: Path) -> None:
+    """The broker ran a take (BLMOVE) but its reply never reached the worker (the connection
+    died between): the message sits in the in-flight list of a consumer that is alive, so no
+    sweep returns it, and the worker never received it. The consumer looks before its next take
+    and puts it back; then it takes and delivers it. Before, the map waited for ever (seen once
+    in 24 runs of the broker-restart hosts test under load)."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, tmp_path)
+    server.start()
+    app = create_app(cluster_settings(server.url, tmp_path))
+    queue = app.settings.queue
+    taken: list[Any] = []
+    connection = app.connection_for_read()
+    try:
+        sent = app.send_task("tasks.examples.square", args=[7], queue=queue).id
+        channel = connection.default_channel
+        client = channel.client
+        real_parse = client.parse_response
+        lost = []
+
+        def parse_losing_the_first_take(conn: Any, command: str, **options: Any) -> Any:
+            reply = real_parse(conn, command, **options)
+            if command == "BLMOVE" and reply and not lost:
+                lost.append(reply)
+                raise redis.ConnectionError("the reply was lost with the connection")
+            return reply
+
+        client.parse_response = parse_losing_the_first_take
+        channel.basic_consume(queue, no_ack=False, callback=taken.append, consumer_tag="test")
+        with contextlib.suppress(redis.ConnectionError):
+            connection.drain_events(timeout=10)
+        assert lost, "the take ran"
+        with raw(server.url) as look:
+            held = [
+                text
+                for consumer in look.smembers(CONSUMERS)
+                for text in look.lrange(INFLIGHT_PREFIX + consumer.decode(), 0, -1)
+            ]
+        assert len(held) == 1 and not taken  # held by a live consumer, never received
+
+        def delivered() -> bool:
+            with contextlib.suppress(OSError):
+                connection.drain_events(timeout=1)
+            return bool(taken)
+
+        poll(delivered, "the message to be put back and delivered", timeout=30)
+        assert [message.headers["id"] for message in taken] == [sent]
+    finally:
+        with contextlib.suppress(Exception):
+            connection.release()
+        server.stop()
+        app.close()
