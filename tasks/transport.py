@@ -29,6 +29,7 @@ from redis.retry import Retry
 
 from tasks.inflight import Holder
 from tasks.publish_batch import SurvivingPublishBatch
+from tasks.wire import CONSUMERS
 
 # Seconds between a lost connection's reconnect attempts, the last repeated: a result listener's
 # (producer/inflight/listener.py) and a coordination call's (tasks/coordination/base.py).
@@ -143,6 +144,7 @@ class Channel(_ReusedClient, kombu_redis.Channel):
         self._no_ack_queues: set[str] = set()
         self._taking: str | None = None  # the queue of the BLMOVE sent, until its reply is read
         self._acks_in_flight: list[bytes] = []  # LREMs sent with it, until their replies are read
+        self._announcing = False  # the SADD sent with it, until its reply is read
         super().__init__(*args, **kwargs)
         self._put_back_taken()
 
@@ -166,9 +168,8 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             super()._brpop_start(timeout)
             return
         if HOLDER.due():
-            # Consumers outside Celery's event loop have no timer: refresh here. Never take
-            # unannounced: a message in the in-flight list of a consumer missing from the
-            # consumers' set would be invisible to the sweeps. A failure is the broker's.
+            # Consumers outside Celery's event loop have no timer: refresh here (a failure is
+            # the broker's).
             with self.conn_or_acquire() as client:
                 HOLDER.tick(client, self)
         if HOLDER.reply_lost:
@@ -178,9 +179,13 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             timeout = self.brpop_timeout
         connection = self.client.connection
         # The acks due go in the same write as the take: one round trip per task, not two.
+        # Announced in the same write too: never a take unannounced on whichever server this is
+        # (a restarted one, a failover's), or the sweeps could not see what it holds.
         acks = HOLDER.take_acks()
-        commands = [("LREM", HOLDER.inflight, 1, raw) for raw in acks]
+        commands: list[tuple[Any, ...]] = [("SADD", CONSUMERS, HOLDER.consumer)]
+        commands += [("LREM", HOLDER.inflight, 1, raw) for raw in acks]
         commands.append(("BLMOVE", queue, HOLDER.inflight, "RIGHT", "LEFT", timeout or 0))
+        self._announcing = True
         self._acks_in_flight = acks
         self._taking = queue
         self._in_poll = connection
@@ -196,6 +201,7 @@ class Channel(_ReusedClient, kombu_redis.Channel):
         and what its BLMOVE may have moved is looked for before the next take."""
         HOLDER.reply_lost = HOLDER.reply_lost or self._taking is not None
         HOLDER.unsent_acks.extend(self._acks_in_flight)
+        self._announcing = False
         self._acks_in_flight = []
         self._taking = None
         self._in_poll = None
@@ -206,6 +212,9 @@ class Channel(_ReusedClient, kombu_redis.Channel):
             return super()._brpop_read(**options)
         connection = self.client.connection
         try:
+            if self._announcing:
+                self.client.parse_response(connection, "SADD")
+                self._announcing = False
             while self._acks_in_flight:
                 self.client.parse_response(connection, "LREM")
                 self._acks_in_flight.pop()
@@ -274,7 +283,8 @@ class Channel(_ReusedClient, kombu_redis.Channel):
 
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
-    pass
+    # Channel's own tuple comes first in the MRO: Sentinel's options (master_name, ...) added back.
+    from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, "publish_patience")
 
 
 class Transport(kombu_redis.Transport):

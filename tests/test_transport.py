@@ -11,6 +11,7 @@ from conftest import cluster_settings, free_port
 
 from producer.local.embedded import EmbeddedServer, server_address
 from tasks import create_app
+from tasks import transport as farpool_transport
 
 pytestmark = pytest.mark.integration
 
@@ -42,3 +43,16 @@ def test_a_message_taken_but_not_recorded_goes_back_on_its_queue(tmp_path: Path)
     finally:
         server.stop()
         app.close()
+
+
+@pytest.mark.unit
+def test_farpools_channels_take_every_option_kombus_take() -> None:
+    """A Sentinel channel that dropped kombu's `master_name` could not connect at all."""
+    from kombu.transport import redis as kombu_redis
+
+    for ours, kombus in (
+        (farpool_transport.Channel, kombu_redis.Channel),
+        (farpool_transport.SentinelChannel, kombu_redis.SentinelChannel),
+    ):
+        assert set(kombus.from_transport_options) <= set(ours.from_transport_options), ours
+        assert "publish_patience" in ours.from_transport_options
