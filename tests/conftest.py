@@ -66,6 +66,16 @@ def cluster_settings(broker_url: str, data_dir: Path, **overrides: object) -> Se
     )
 
 
+def broker_and_app(data_dir: Path) -> tuple[EmbeddedServer, FarpoolCelery]:
+    """A bundled Valkey of the test's own on a free port, started, and an app on it: the caller
+    stops the one and closes the other."""
+    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
+    assert address is not None
+    server = EmbeddedServer(address, data_dir)
+    server.start()
+    return server, create_app(cluster_settings(server.url, data_dir))
+
+
 @pytest.fixture(scope="session")
 def valkey_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
     address = server_address(f"redis://127.0.0.1:{free_port()}/0")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis
-from conftest import cluster_settings, free_port
+from conftest import broker_and_app, cluster_settings, free_port
 from faults_support import Background, alive, fault_cluster
 from helpers import poll
 from kombu.transport import redis as kombu_redis
@@ -82,11 +82,7 @@ def test_a_take_is_recorded_in_the_same_instant(tmp_path: Path) -> None:
     """Kill the broker (AOF, `appendfsync always`) right after each take: every message is still
     in the queue or held by a consumer. kombu's BRPOP lost the taken one (its record, a second
     command, never reached the broker)."""
-    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
-    assert address is not None
-    server = EmbeddedServer(address, tmp_path)
-    server.start()
-    app = create_app(cluster_settings(server.url, tmp_path))
+    server, app = broker_and_app(tmp_path)
     queue = app.settings.queue
     try:
         with raw(server.url) as client:
@@ -221,11 +217,7 @@ def test_a_requeue_that_meets_a_dead_broker_is_retried(tmp_path: Path) -> None:
     """A prefork child dies while the broker is away: Celery's requeue of its message fails. The
     message is still in this live consumer's in-flight list, which no sweep empties: the
     consumer puts it back itself once the broker answers (before, it stayed there for ever)."""
-    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
-    assert address is not None
-    server = EmbeddedServer(address, tmp_path)
-    server.start()
-    app = create_app(cluster_settings(server.url, tmp_path))
+    server, app = broker_and_app(tmp_path)
     queue = app.settings.queue
     try:
         sent = app.send_task("tasks.examples.square", args=[3], queue=queue).id
@@ -263,11 +255,7 @@ def test_a_batch_of_publishes_cut_off_by_a_broker_restart_is_sent_once_it_is_bac
     (kombu raised BatchPublishError, and the map with it); farpool's batch waits for the broker
     and pushes each message that is nowhere, once. One of them is in the queue already, as when
     part of a pipeline reached the server before it went away."""
-    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
-    assert address is not None
-    server = EmbeddedServer(address, tmp_path)
-    server.start()
-    app = create_app(cluster_settings(server.url, tmp_path))
+    server, app = broker_and_app(tmp_path)
     queue = app.settings.queue
     failed = threading.Event()
     real_flush = kombu_redis.PublishBatch.flush
@@ -313,11 +301,7 @@ def test_a_take_whose_reply_is_lost_is_put_back_by_its_living_consumer(tmp_path:
     sweep returns it, and the worker never received it. The consumer looks before its next take
     and puts it back; then it takes and delivers it. Before, the map waited for ever (seen once
     in 24 runs of the broker-restart hosts test under load)."""
-    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
-    assert address is not None
-    server = EmbeddedServer(address, tmp_path)
-    server.start()
-    app = create_app(cluster_settings(server.url, tmp_path))
+    server, app = broker_and_app(tmp_path)
     queue = app.settings.queue
     taken: list[Any] = []
     connection = app.connection_for_read()

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import cluster_settings, free_port
+from conftest import broker_and_app
 
-from producer.local.embedded import EmbeddedServer, server_address
-from tasks import create_app
 from tasks import transport as farpool_transport
 
 pytestmark = pytest.mark.integration
@@ -19,11 +17,7 @@ pytestmark = pytest.mark.integration
 def test_a_message_taken_but_not_recorded_goes_back_on_its_queue(tmp_path: Path) -> None:
     """kombu takes a message (BRPOP), then records it as unacked (MULTI): between the two, a
     broker restart left it nowhere. farpool's next channel puts it back."""
-    address = server_address(f"redis://127.0.0.1:{free_port()}/0")
-    assert address is not None
-    server = EmbeddedServer(address, tmp_path)
-    server.start()
-    app = create_app(cluster_settings(server.url, tmp_path))
+    server, app = broker_and_app(tmp_path)
     queue = app.settings.queue
     try:
         app.send_task("tasks.examples.square", args=[5], queue=queue)
