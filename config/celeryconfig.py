@@ -108,6 +108,14 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # listener probes its own connection (producer/inflight/liveness.py).
         "task_default_queue": settings.queue,
         "broker_connection_retry_on_startup": True,
+        # A send that meets a restarting broker retries for as long as a producer waits for one
+        # (Celery's default gives up after 3 tries, under a second: a map raised ConnectionError).
+        "task_publish_retry_policy": {
+            "max_retries": settings.broker_timeout,
+            "interval_start": 0,
+            "interval_step": 0.25,
+            "interval_max": 1,
+        },
         # A worker cut off from the broker reconnects by itself, however long the cut lasts
         # (Celery gives up after 100 attempts, about 50 minutes, by default).
         "broker_connection_max_retries": None,

@@ -8,6 +8,7 @@ running are revoked, and whatever they store later is dropped (tasks/backend.py'
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -16,12 +17,14 @@ from typing import Any
 import redis
 from celery import Celery
 
+from producer.inflight.patience import patiently
 from producer.inflight.table import InFlight
 from tasks.blobs import data_keys
 from tasks.wire import DISCARDED, KEY_BATCH, REVOKE_COMMAND, record_key
 
 Withdraw = Callable[[Sequence[str]], list[str]]  # takes queued tasks back; returns those it took
 logger = logging.getLogger("farpool")
+DELETE_PATIENCE = 30.0  # seconds a collection waits for a restarting broker to delete its results
 
 
 def delete_keys(client: Any, keys: Sequence[str | bytes]) -> None:
@@ -92,7 +95,10 @@ class Cleanup:
         if record_id is not None:
             keys.append(record_key(record_id))
         self._table.collected(task_ids, record_id)
-        delete_keys(self.backend.client, keys)
+        try:  # through a broker restart (a DEL twice deletes nothing more), else they expire
+            patiently(functools.partial(delete_keys, self.backend.client, keys), DELETE_PATIENCE)
+        except redis.RedisError as error:
+            logger.warning("could not delete %d collected results (%s)", len(keys), error)
         if self._release is not None:
             self._release(task_ids)
 
